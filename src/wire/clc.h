@@ -56,7 +56,7 @@ ParseStatus ParseHeader(std::span<const uint8_t> bytes, ClcHeader* out);
 
 // Ring sizes travel compressed as in SMC: size = 2^(code + 14), code 0..15 (16 KiB .. 512 MiB).
 uint8_t CompressRingSize(uint32_t bytes);  // smallest code whose size >= bytes (clamped to 0..15)
-uint32_t DecompressRingSize(uint8_t code);
+uint32_t DecompressRingSize(uint8_t code);   // 0 for a code > 15
 
 // Client -> server. Offers the same-host link (SMC-D loopback, CHID 0xFFFF) and names the client's
 // station so the server can hand it a segment.
@@ -67,6 +67,8 @@ struct Proposal {
   uint8_t rx_size_code = 0;     // ring size the client wants to receive into
   uint8_t tx_size_code = 0;     // ring size the client wants to send from
   uint16_t chid = 0xFFFF;       // ISM CHID; 0xFFFF = loopback
+
+  friend bool operator==(const Proposal&, const Proposal&) = default;
 };
 
 // Server -> client. Names the slot (DMB token) both rings live in.
@@ -80,6 +82,8 @@ struct Accept {
   uint8_t c2s_size_code = 0;    // ring the client writes
   uint8_t s2c_size_code = 0;    // ring the server writes
   bool first_contact = false;   // this Accept created the link
+
+  friend bool operator==(const Accept&, const Accept&) = default;
 };
 
 // Client -> server. Echoes the Accept's identity so both ends agree on the slot.
@@ -89,6 +93,8 @@ struct Confirm {
   uint32_t segment_id = 0;
   uint32_t slot = 0;
   uint32_t conn_token = 0;
+
+  friend bool operator==(const Confirm&, const Confirm&) = default;
 };
 
 // Either direction. `diagnosis` is a DeclineCode (decline.h).
@@ -96,6 +102,8 @@ struct Decline {
   uint64_t peer_id = 0;
   uint32_t diagnosis = 0;
   bool out_of_sync = false;
+
+  friend bool operator==(const Decline&, const Decline&) = default;
 };
 
 // Encoders write one whole message into `out` and return its length, or 0 if `out` is too small.
@@ -105,7 +113,11 @@ size_t Encode(const Confirm& m, std::span<uint8_t> out);
 size_t Encode(const Decline& m, std::span<uint8_t> out);
 
 // Decoders take one whole message (exactly header.length bytes) and check header, type, length,
-// trailer and field ranges (size codes <= 15, pid != 0, ...).
+// trailer and field ranges (size codes <= 15, pid != 0, ...). Statuses: kNeedMore if `msg` is shorter
+// than the header or than `length`, kNotClc for a bad header eyecatcher, kMalformed for anything else
+// wrong in the framing (type other than the one asked for, `msg` longer than `length`, bad trailer),
+// then kUnsupportedVersion for a version nibble other than 1..kClcVersion, then kMalformed for bad
+// fields. `*out` is written only on kOk. Bytes beyond the type's fields (before the trailer) are ignored.
 ParseStatus Decode(std::span<const uint8_t> msg, Proposal* out);
 ParseStatus Decode(std::span<const uint8_t> msg, Accept* out);
 ParseStatus Decode(std::span<const uint8_t> msg, Confirm* out);
