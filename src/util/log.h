@@ -12,6 +12,14 @@ bool LogEnabled();
 // printf-style; prefixes "usmc[pid]: " and appends a newline. Preserves errno.
 void Log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
+// The fd of the USMC_LOG file (O_APPEND|O_CLOEXEC), or -1. The preload layer
+// should keep the application from closing or dup2()-ing over it.
+int LogFd();
+
+// Closes the log file and forgets the configuration, so the next call reads
+// the environment again. For tests only; not thread-safe.
+void LogResetForTesting();
+
 }  // namespace usmc::util
 
 #define USMC_LOG(...)                                  \

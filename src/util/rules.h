@@ -54,6 +54,7 @@ class RuleSet {
 
   // Decision for a connection: `addr` is the local listening address (kServer) or the destination
   // (kClient). `matched` (optional) receives the matching rule's text or "default".
+  // A null or non-IP address (AF_UNIX, ...) is never accelerated.
   bool ShouldAccelerate(Role role, const sockaddr* addr, socklen_t len,
                         std::string* matched = nullptr) const;
 

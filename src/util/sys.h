@@ -7,10 +7,12 @@
 #ifndef USMC_UTIL_SYS_H_
 #define USMC_UTIL_SYS_H_
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -27,6 +29,9 @@ inline int Socket(int domain, int type, int proto) {
   return static_cast<int>(syscall(SYS_socket, domain, type, proto));
 }
 inline int Close(int fd) { return static_cast<int>(syscall(SYS_close, fd)); }
+inline int Open(const char* path, int flags, mode_t mode = 0) {
+  return static_cast<int>(syscall(SYS_openat, AT_FDCWD, path, flags, mode));
+}
 inline int Bind(int fd, const sockaddr* a, socklen_t l) {
   return static_cast<int>(syscall(SYS_bind, fd, a, l));
 }
@@ -94,6 +99,18 @@ inline ssize_t GetRandom(void* b, size_t n, unsigned flags) {
   return syscall(SYS_getrandom, b, n, flags);
 }
 inline pid_t GetPid() { return static_cast<pid_t>(syscall(SYS_getpid)); }
+inline int Fstat(int fd, struct stat* st) { return static_cast<int>(syscall(SYS_fstat, fd, st)); }
+inline ssize_t ReadLinkAt(int dirfd, const char* path, char* buf, size_t n) {
+  return syscall(SYS_readlinkat, dirfd, path, buf, n);
+}
+// getsockopt/setsockopt of an int option.
+inline int GetSockOptInt(int fd, int level, int name, int* v) {
+  socklen_t l = sizeof *v;
+  return GetSockOpt(fd, level, name, v, &l);
+}
+inline int SetSockOptInt(int fd, int level, int name, int v) {
+  return SetSockOpt(fd, level, name, &v, sizeof v);
+}
 
 // Monotonic clock in nanoseconds (vDSO, no syscall).
 inline uint64_t NowNs() {
