@@ -9,7 +9,8 @@
 //
 // A client looks a destination up with connect() on a private datagram socket: success means an
 // accelerated listener exists; ECONNREFUSED/ENOENT means none. Lookup order: exact address, then the
-// wildcard of its family (only for local destinations), then the dual-stack wildcard.
+// wildcard of its family (only for local destinations). The dual-stack wildcard needs no probe of its
+// own: it registered the IPv4 wildcard too, and an IPv6-only "::" never serves IPv4 destinations.
 #ifndef USMC_LINK_SHM_REGISTRY_H_
 #define USMC_LINK_SHM_REGISTRY_H_
 
@@ -32,9 +33,16 @@ bool RegisterListener(const sockaddr* addr, socklen_t len, bool v6only, Registry
 // is an address of this host (wildcard entries are consulted only then).
 bool LookupListener(const sockaddr* dst, socklen_t len, bool dst_is_local);
 
-// True if `dst` is an address of this host in this namespace: 127/8, ::1, v4-mapped loopback, or an
-// address a socket can bind to (bind test, cached per address for the process lifetime).
+// True if `dst` is an address of this host in this namespace: 127/8, ::1, v4-mapped loopback, the
+// unspecified address, or an address the kernel routes locally (a UDP connect() picks `dst` itself as
+// source; unlike a bind test not fooled by ip_nonlocal_bind). Cached per address (64 entries) for the
+// process lifetime.
 bool IsLocalAddress(const sockaddr* dst, socklen_t len);
+
+// The process-wide datagram socket LookupListener connect()s with (CLOEXEC, created on first use), or
+// -1. The preload layer must treat it as internal: if the application closes this number and reuses
+// it for its own AF_UNIX datagram socket, a lookup would re-connect that socket.
+int RegistryProbeFd();
 
 }  // namespace usmc::shm
 

@@ -19,11 +19,16 @@ struct SavedTos {
   int level = 0;    // SOL_IP or SOL_IPV6
   int optname = 0;  // IP_TOS or IPV6_TCLASS
   int value = 0;    // value to restore
+  // AF_INET6 sockets also get IP_TOS (used if the destination is v4-mapped), when the kernel allows.
+  bool has_ip_tos = false;
+  int ip_tos = 0;  // IP_TOS value to restore
 };
 
 // Client: marks the SYN of the not yet connected TCP socket `fd`. False (errno set) if impossible.
 bool MarkSyn(int fd, SavedTos* saved);
-// Client: restores the value MarkSyn saved (after connect completed or failed).
+// Client: restores the value MarkSyn saved (after connect completed or failed). Not before the
+// handshake completed: a retransmitted SYN (lost, or dropped by a full accept queue) is built from the
+// socket's current TOS, so restoring on EINPROGRESS could let the server save an unmarked SYN.
 void UnmarkSyn(int fd, const SavedTos& saved);
 
 // Server: enables TCP_SAVE_SYN on a listener.

@@ -1,0 +1,98 @@
+#include "engine/conn.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+
+#include <cstdlib>
+
+#include "util/sys.h"
+
+namespace usmc::engine {
+
+using wire::Cursor;
+
+Conn::Conn(const Setup& s)
+    : tcp_fd_(s.tcp_fd),
+      side_(s.side),
+      st_(s.st),
+      seg_(s.seg),
+      slot_(s.slot),
+      ring_bytes_(s.seg->ring_bytes()) {
+  shm::SlotHeader* h = seg_->slot(slot_);
+  bool client = side_ == shm::Side::kClient;
+  tx_ = client ? &h->c2s : &h->s2c;
+  rx_ = client ? &h->s2c : &h->c2s;
+  tx_data_ = client ? seg_->ring_c2s(slot_) : seg_->ring_s2c(slot_);
+  rx_data_ = client ? seg_->ring_s2c(slot_) : seg_->ring_c2s(slot_);
+}
+
+bool Conn::Has(uint32_t flag) const {
+  return (st_->flags.load(std::memory_order_acquire) & flag) != 0;
+}
+
+void Conn::SetNonBlocking(bool on) {
+  if (on) {
+    st_->flags.fetch_or(kNonBlock, std::memory_order_relaxed);
+  } else {
+    st_->flags.fetch_and(~kNonBlock, std::memory_order_relaxed);
+  }
+}
+
+bool Conn::nonblocking() const { return Has(kNonBlock); }
+
+int Conn::TakeError() { return st_->error.exchange(0, std::memory_order_acq_rel); }
+
+bool Conn::PeerDoneWriting() const {
+  uint32_t f = rx_->p.conn_flags.load(std::memory_order_acquire);
+  return (f & (wire::kCdcPeerDoneWriting | wire::kCdcPeerConnClosed)) != 0 || Has(kPeerFin);
+}
+
+uint32_t Conn::Events() const {
+  uint32_t ev = 0;
+  uint32_t peer = rx_->p.conn_flags.load(std::memory_order_acquire);
+  uint32_t local = st_->flags.load(std::memory_order_acquire);
+  bool reset = (peer & wire::kCdcPeerConnAbort) || (local & (kPeerReset | kBroken));
+  if (reset) return EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP;
+  bool done = (peer & (wire::kCdcPeerDoneWriting | wire::kCdcPeerConnClosed)) || (local & kPeerFin);
+  // Unlocked reads: a stale or odd value only reports readiness; Recv/Send decide under the lock.
+  Cursor cons = Cursor::FromWord(st_->rx_cons.load(std::memory_order_relaxed));
+  Cursor prod = Cursor::FromWord(rx_->p.prod.load(std::memory_order_acquire));
+  if (Cursor::Distance(cons, prod, ring_bytes_) != 0 || done || (local & kShutRd)) {
+    ev |= EPOLLIN | EPOLLRDNORM;
+  }
+  if (done) ev |= EPOLLRDHUP;
+  bool peer_gone = (peer & wire::kCdcPeerConnClosed) || (local & kPeerFin);
+  Cursor tprod = Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
+  Cursor tcons = Cursor::FromWord(tx_->c.cons.load(std::memory_order_acquire));
+  int64_t used = Cursor::Distance(tcons, tprod, ring_bytes_);
+  if (used < 0 || used < ring_bytes_ || (local & kShutWr) || peer_gone) ev |= EPOLLOUT | EPOLLWRNORM;
+  if (done && (local & kShutWr)) ev |= EPOLLHUP;
+  return ev;
+}
+
+size_t Conn::BytesReadable() const {
+  Cursor cons = Cursor::FromWord(st_->rx_cons.load(std::memory_order_relaxed));
+  Cursor prod = Cursor::FromWord(rx_->p.prod.load(std::memory_order_acquire));
+  int64_t d = Cursor::Distance(cons, prod, ring_bytes_);
+  return d > 0 ? static_cast<size_t>(d) : 0;
+}
+
+size_t Conn::BytesUnacked() const {
+  Cursor prod = Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
+  Cursor cons = Cursor::FromWord(tx_->c.cons.load(std::memory_order_acquire));
+  int64_t d = Cursor::Distance(cons, prod, ring_bytes_);
+  return d > 0 ? static_cast<size_t>(d) : 0;
+}
+
+uint64_t SpinBudgetNs() {
+  static const uint64_t budget = [] {
+    const char* v = getenv("USMC_SPIN_US");
+    long us = v != nullptr ? strtol(v, nullptr, 10) : 20;
+    if (us < 0) us = 0;
+    if (us > 100000) us = 100000;
+    return static_cast<uint64_t>(us) * 1000;
+  }();
+  return budget;
+}
+
+}  // namespace usmc::engine

@@ -1,0 +1,85 @@
+// The CLC handshake on the connection's own TCP stream (RFC 7609 §3): Proposal -> Accept -> Confirm,
+// or a Decline from either side, after which both ends stay on TCP.
+//
+// Both state machines are non-blocking: each Step() does what the bytes already on the socket allow
+// and says what it waits for. Messages are read peek-then-read — the header is peeked, then exactly
+// `length` bytes are read — so bytes after the handshake (doorbells, or application data after a
+// fallback) stay in the socket. Whoever drives a machine enforces the CLC deadline (ClcDeadlineNs).
+#ifndef USMC_ENGINE_HANDSHAKE_H_
+#define USMC_ENGINE_HANDSHAKE_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "engine/conn.h"
+#include "wire/clc.h"
+
+namespace usmc::engine {
+
+enum class HsResult {
+  kWantRead,  // call Step() again when the TCP socket is readable
+  kDone,      // accelerated: TakeConn()
+  kFallback,  // stay on TCP; reason() says why; the stream is clean
+  kReset,     // the stream can't be trusted: caller resets the connection (reason() says why)
+};
+
+uint64_t ClcDeadlineNs();  // USMC_CLC_TIMEOUT_MS, default 6000 ms as CLC_WAIT_TIME
+uint64_t HostPeerId();     // this host's identity in CLC messages
+uint32_t DefaultRingBytes();
+
+class ClientHandshake {
+ public:
+  ClientHandshake(int tcp_fd, uint32_t ring_bytes);
+  // Sends the Proposal. kFallback if the station cannot open or the send fails.
+  HsResult Start();
+  // Reads the Accept (or Decline), maps the segment, sends Confirm.
+  HsResult Step();
+  std::unique_ptr<Conn> TakeConn() { return std::move(conn_); }
+  uint32_t reason() const { return reason_; }
+
+ private:
+  HsResult OnAccept(const wire::Accept& a);
+  HsResult Decline(uint32_t code);
+
+  int fd_;
+  uint32_t ring_bytes_;
+  uint32_t reason_ = 0;
+  std::unique_ptr<Conn> conn_;
+};
+
+class ServerHandshake {
+ public:
+  ServerHandshake(int tcp_fd, uint32_t ring_bytes);
+  ~ServerHandshake();  // gives back a granted slot that never became a Conn
+  // Awaits the Proposal (kNotClc at the head of the stream -> kFallback, data left in place), grants
+  // a slot, sends the Accept, awaits the Confirm.
+  HsResult Step();
+  std::unique_ptr<Conn> TakeConn() { return std::move(conn_); }
+  uint32_t reason() const { return reason_; }
+  bool proposal_seen() const { return granted_; }
+
+ private:
+  HsResult OnProposal(const wire::Proposal& p);
+  HsResult OnConfirm(const wire::Confirm& c);
+  HsResult Decline(uint32_t code);
+
+  int fd_;
+  uint32_t ring_bytes_;
+  uint32_t reason_ = 0;
+  bool granted_ = false;
+  shm::Segment* seg_ = nullptr;
+  uint32_t slot_ = 0;
+  uint32_t token_ = 0;
+  uint64_t link_nonce_ = 0;
+  std::unique_ptr<Conn> conn_;
+};
+
+// Reads one whole CLC message at the head of the socket without blocking. Returns kOk with the
+// message in buf/len, kNeedMore if it is not all there yet, kNotClc if application data is at the
+// head (nothing consumed), or an error status (the message, if framed, is consumed).
+wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len, wire::ClcHeader* hdr);
+bool SendClc(int fd, const uint8_t* buf, size_t len);
+
+}  // namespace usmc::engine
+
+#endif  // USMC_ENGINE_HANDSHAKE_H_

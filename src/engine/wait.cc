@@ -1,0 +1,118 @@
+// Wake-ups: the waiting flags, the doorbell byte on the TCP socket, and spin-then-sleep.
+#include <errno.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <atomic>
+
+#include "engine/conn.h"
+#include "engine/signals.h"
+#include "util/log.h"
+#include "util/sys.h"
+
+namespace usmc::engine {
+
+namespace {
+
+inline void CpuRelax() { __builtin_ia32_pause(); }
+
+// With several sleepers on one connection a doorbell drained by one of them must not strand the
+// others, so they sleep in short slices.
+constexpr int kSharedSleepSliceMs = 10;
+
+int RemainingMs(uint64_t deadline_ns, int32_t sleepers) {
+  int ms = -1;
+  if (deadline_ns != 0) {
+    uint64_t now = sys::NowNs();
+    ms = now >= deadline_ns ? 0 : static_cast<int>((deadline_ns - now + 999999) / 1000000);
+  }
+  if (sleepers > 1 && (ms < 0 || ms > kSharedSleepSliceMs)) ms = kSharedSleepSliceMs;
+  return ms;
+}
+
+}  // namespace
+
+void Conn::Ring() {
+  char bell = 1;
+  sys::Send(tcp_fd(), &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+void Conn::Break() {
+  if (st_->flags.fetch_or(kBroken, std::memory_order_acq_rel) & kBroken) return;
+  USMC_LOG("fd=%d reset: peer wrote an invalid cursor", tcp_fd());
+  st_->error.store(ECONNRESET, std::memory_order_relaxed);
+  tx_->p.conn_flags.fetch_or(wire::kCdcPeerConnAbort, std::memory_order_release);
+  sockaddr unspec{};
+  unspec.sa_family = AF_UNSPEC;
+  sys::Connect(tcp_fd(), &unspec, sizeof unspec);  // disconnects with RST
+}
+
+bool Conn::Arm(uint32_t want) {
+  st_->sleepers.fetch_add(1, std::memory_order_relaxed);
+  if (want & EPOLLIN) rx_->c.waiting_for_data.store(1, std::memory_order_relaxed);
+  if (want & EPOLLOUT) tx_->p.waiting_for_space.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (Events() & (want | EPOLLERR | EPOLLHUP)) {
+    Disarm();
+    return false;
+  }
+  return true;
+}
+
+void Conn::Disarm() {
+  if (st_->sleepers.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  rx_->c.waiting_for_data.store(0, std::memory_order_relaxed);
+  tx_->p.waiting_for_space.store(0, std::memory_order_relaxed);
+}
+
+void Conn::Pump() {
+  char buf[256];
+  while (true) {
+    ssize_t r = sys::Recv(tcp_fd(), buf, sizeof buf, MSG_DONTWAIT);
+    if (r == static_cast<ssize_t>(sizeof buf)) continue;
+    if (r > 0) return;
+    if (r == 0) {
+      st_->flags.fetch_or(kPeerFin, std::memory_order_acq_rel);
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    st_->error.store(errno, std::memory_order_relaxed);
+    st_->flags.fetch_or(kPeerReset, std::memory_order_acq_rel);
+    return;
+  }
+}
+
+int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
+  uint32_t mask = want | EPOLLERR | EPOLLHUP;
+  uint64_t spin_end = sys::NowNs() + SpinBudgetNs();
+  for (unsigned i = 1;; ++i) {
+    if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
+    if ((i & 63) == 0) {
+      uint64_t now = sys::NowNs();
+      if (now >= spin_end) break;
+      if (deadline_ns != 0 && now >= deadline_ns) return 0;
+    }
+    CpuRelax();
+  }
+  while (true) {
+    if (!Arm(want)) {
+      if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
+      continue;
+    }
+    pollfd p{tcp_fd(), POLLIN, 0};
+    int r = sys::Poll(&p, 1, RemainingMs(deadline_ns, st_->sleepers.load()));
+    int err = errno;
+    Disarm();
+    if (r < 0 && err == EINTR && !RestartAfterSignal()) {
+      errno = EINTR;
+      return -1;
+    }
+    if (r > 0) Pump();
+    if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
+    if (deadline_ns != 0 && sys::NowNs() >= deadline_ns) return 0;
+  }
+}
+
+}  // namespace usmc::engine

@@ -1,0 +1,67 @@
+#include "preload/fdtable.h"
+
+#include "preload/socket.h"
+
+namespace usmc::preload {
+
+FdTable& FdTable::Get() {
+  static FdTable* table = new FdTable();  // never destroyed: fds are used during exit
+  return *table;
+}
+
+std::atomic<Socket*>* FdTable::Slot(int fd, bool create) const {
+  if (fd < 0 || fd >= kMaxFd) return nullptr;
+  auto& page_ptr = pages_[fd >> kPageShift];
+  std::atomic<Socket*>* page = page_ptr.load(std::memory_order_acquire);
+  if (page == nullptr && create) {
+    auto* fresh = new std::atomic<Socket*>[kPageSize]();
+    if (page_ptr.compare_exchange_strong(page, fresh, std::memory_order_acq_rel)) {
+      page = fresh;
+    } else {
+      delete[] fresh;
+    }
+  }
+  return page == nullptr ? nullptr : &page[fd & (kPageSize - 1)];
+}
+
+bool FdTable::Maybe(int fd) const {
+  std::atomic<Socket*>* slot = Slot(fd, false);
+  return slot != nullptr && slot->load(std::memory_order_relaxed) != nullptr;
+}
+
+Socket* FdTable::Acquire(int fd) const {
+  std::atomic<Socket*>* slot = Slot(fd, false);
+  if (slot == nullptr) return nullptr;
+  while (true) {
+    Socket* s = slot->load(std::memory_order_acquire);
+    if (s == nullptr) return nullptr;
+    if (!s->TryRef()) continue;  // recycled under us: reload
+    if (slot->load(std::memory_order_acquire) == s) return s;
+    s->Unref();
+  }
+}
+
+void FdTable::Install(int fd, Socket* s) {
+  std::atomic<Socket*>* slot = Slot(fd, true);
+  if (slot == nullptr) return;
+  s->Ref();
+  s->fds.fetch_add(1, std::memory_order_relaxed);
+  Socket* old = slot->exchange(s, std::memory_order_acq_rel);
+  if (old != nullptr) {  // fd number reused behind our back (e.g. dup2 by a raw syscall)
+    old->fds.fetch_sub(1, std::memory_order_relaxed);
+    old->Unref();
+  }
+}
+
+Socket* FdTable::Remove(int fd) {
+  std::atomic<Socket*>* slot = Slot(fd, false);
+  return slot == nullptr ? nullptr : slot->exchange(nullptr, std::memory_order_acq_rel);
+}
+
+SocketRef::SocketRef(int fd) : s_(FdTable::Get().Maybe(fd) ? FdTable::Get().Acquire(fd) : nullptr) {}
+
+SocketRef::~SocketRef() {
+  if (s_ != nullptr) s_->Unref();
+}
+
+}  // namespace usmc::preload

@@ -1,0 +1,15 @@
+// Process-wide state of the preload: initialization, the rules, fork and signal bookkeeping.
+#ifndef USMC_PRELOAD_PROCESS_H_
+#define USMC_PRELOAD_PROCESS_H_
+
+#include "util/rules.h"
+
+namespace usmc::preload {
+
+// The rules in force (from the environment at start-up). Malformed rules disable acceleration:
+// the error is printed once and every connection stays TCP.
+const util::RuleSet& Rules();
+
+}  // namespace usmc::preload
+
+#endif  // USMC_PRELOAD_PROCESS_H_

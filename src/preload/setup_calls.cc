@@ -1,0 +1,180 @@
+// Interposed connection set-up calls: listen, accept, accept4, connect. They decide, before any byte
+// flows, whether a connection is offered the same-host link (registry + SYN mark) and create the
+// Socket that runs the handshake.
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "preload/fdtable.h"
+#include "link/shm/registry.h"
+#include "link/shm/synmark.h"
+#include "preload/process.h"
+#include "preload/real.h"
+#include "preload/socket.h"
+#include "util/log.h"
+#include "util/sys.h"
+#include "wire/decline.h"
+
+namespace usmc::preload {
+namespace {
+
+bool IsTcpSocket(int fd) {
+  int type = 0, proto = 0, domain = 0;
+  socklen_t l = sizeof type;
+  if (sys::GetSockOpt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 || type != SOCK_STREAM) return false;
+  l = sizeof domain;
+  if (sys::GetSockOpt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l) != 0) return false;
+  if (domain != AF_INET && domain != AF_INET6) return false;
+  l = sizeof proto;
+  return sys::GetSockOpt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) == 0 && proto == IPPROTO_TCP;
+}
+
+void RegisterListener(int fd) {
+  if (FdTable::Get().Maybe(fd) || !IsTcpSocket(fd)) return;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (sys::GetSockName(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+  std::string rule;
+  if (!Rules().ShouldAccelerate(util::Role::kServer, reinterpret_cast<sockaddr*>(&ss), len, &rule)) {
+    USMC_LOG("fd=%d listener stays TCP: rule '%s'", fd, rule.c_str());
+    return;
+  }
+  int v6only = 0;
+  socklen_t l = sizeof v6only;
+  if (ss.ss_family == AF_INET6) sys::GetSockOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l);
+  shm::RegistryEntry entry;
+  if (!shm::EnableSavedSyn(fd) ||
+      !shm::RegisterListener(reinterpret_cast<sockaddr*>(&ss), len, v6only != 0, &entry)) {
+    USMC_LOG("fd=%d listener stays TCP: cannot register (errno %d)", fd, errno);
+    return;
+  }
+  Socket* s = Socket::New(SockState::kListener, Role::kServer, fd);
+  s->registry = entry;
+  FdTable::Get().Install(fd, s);
+  s->Unref();
+  USMC_LOG("fd=%d listener accelerated (rule '%s')", fd, rule.c_str());
+}
+
+int Accepted(Socket* listener, int nfd, int flags) {
+  shm::SynMark mark = shm::ReadSynMark(nfd);
+  if (mark == shm::SynMark::kUnmarked) {
+    LogMode(nfd, false, Role::kServer, wire::kDeclPeerNoSmc);
+    return nfd;
+  }
+  SockState st = mark == shm::SynMark::kMarked ? SockState::kServerHandshake : SockState::kServerUnknown;
+  Socket* s = Socket::New(st, Role::kServer, nfd);
+  s->nonblock = (flags & SOCK_NONBLOCK) != 0;
+  s->ring_bytes = listener->ring_bytes;
+  FdTable::Get().Install(nfd, s);
+  s->Unref();
+  return nfd;
+}
+
+bool WantsLink(int fd, const sockaddr* addr, socklen_t len) {
+  if (addr == nullptr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) return false;
+  if (!IsTcpSocket(fd)) return false;
+  std::string rule;
+  if (!Rules().ShouldAccelerate(util::Role::kClient, addr, len, &rule)) {
+    USMC_LOG("fd=%d mode=TCP role=client reason=%s rule='%s'", fd, wire::DeclineName(wire::kDeclRule),
+             rule.c_str());
+    return false;
+  }
+  if (!shm::IsLocalAddress(addr, len) || !shm::LookupListener(addr, len, true)) {
+    USMC_LOG("fd=%d mode=TCP role=client reason=%s", fd, wire::DeclineName(wire::kDeclNoListener));
+    return false;
+  }
+  return true;
+}
+
+// Blocking connect is done: run the handshake to its end, as the kernel's connect() does.
+int FinishBlockingConnect(int fd, Socket* s) {
+  if (s->Finish(0) && s->state() == SockState::kActive) return 0;
+  if (s->state() != SockState::kActive && s->HandshakeInterest() != 0 && errno == EINTR) return -1;
+  uint32_t why = s->reason;
+  DropToPlain(fd, s);
+  if (why == wire::kDeclClcTimeout) {
+    errno = ETIMEDOUT;
+    return -1;
+  }
+  if (why == wire::kDeclClcMalformed || why == wire::kDeclSyncErr || why == wire::kDeclIntErr) {
+    errno = ECONNRESET;
+    return -1;
+  }
+  return 0;  // fell back: a connected plain TCP socket
+}
+
+}  // namespace
+}  // namespace usmc::preload
+
+using namespace usmc::preload;  // NOLINT: the interposed C entry points below
+namespace shm = usmc::shm;
+namespace sys = usmc::sys;
+
+extern "C" {
+
+int listen(int fd, int backlog) {
+  int r = REAL(listen)(fd, backlog);
+  if (r == 0) RegisterListener(fd);
+  return r;
+}
+
+int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+  SocketRef ls(fd);
+  if (!ls || ls->state() != SockState::kListener) return REAL(accept4)(fd, addr, len, flags);
+  int nfd = REAL(accept4)(fd, addr, len, flags);
+  return nfd < 0 ? nfd : Accepted(ls.get(), nfd, flags);
+}
+
+int accept(int fd, sockaddr* addr, socklen_t* len) {
+  SocketRef ls(fd);
+  if (!ls || ls->state() != SockState::kListener) return REAL(accept)(fd, addr, len);
+  int nfd = REAL(accept)(fd, addr, len);
+  return nfd < 0 ? nfd : Accepted(ls.get(), nfd, 0);
+}
+
+int connect(int fd, const sockaddr* addr, socklen_t len) {
+  if (FdTable::Get().Maybe(fd)) {
+    SocketRef s(fd);
+    if (s && s->state() != SockState::kListener) {
+      if (!s->Advance()) {
+        DropToPlain(fd, s.get());
+        return REAL(connect)(fd, addr, len);
+      }
+      errno = s->state() == SockState::kActive ? EISCONN : EALREADY;
+      return -1;
+    }
+  }
+  if (!WantsLink(fd, addr, len)) return REAL(connect)(fd, addr, len);
+  shm::SavedTos saved;
+  if (!shm::MarkSyn(fd, &saved)) return REAL(connect)(fd, addr, len);
+  bool nonblock = (sys::Fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
+  int r = REAL(connect)(fd, addr, len);
+  int err = errno;
+  if (r != 0 && err != EINPROGRESS) {
+    shm::UnmarkSyn(fd, saved);
+    errno = err;
+    return r;
+  }
+  Socket* s = Socket::New(SockState::kConnecting, Role::kClient, fd);
+  s->nonblock = nonblock;
+  s->saved_tos = saved;
+  FdTable::Get().Install(fd, s);
+  if (r != 0 || nonblock) {
+    if (r == 0 && !s->Advance()) DropToPlain(fd, s);
+    s->Unref();
+    errno = err;
+    return r;
+  }
+  if (!s->Advance()) {
+    DropToPlain(fd, s);
+    s->Unref();
+    return 0;
+  }
+  r = FinishBlockingConnect(fd, s);
+  s->Unref();
+  return r;
+}
+
+}  // extern "C"
