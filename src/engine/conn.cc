@@ -1,6 +1,7 @@
 #include "engine/conn.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <sys/epoll.h>
 
 #include <cstdlib>
@@ -82,6 +83,14 @@ size_t Conn::BytesUnacked() const {
   Cursor cons = Cursor::FromWord(tx_->c.cons.load(std::memory_order_acquire));
   int64_t d = Cursor::Distance(cons, prod, ring_bytes_);
   return d > 0 ? static_cast<size_t>(d) : 0;
+}
+
+void SpinPause(unsigned iteration) {
+  if (iteration % 8 == 7) {
+    sched_yield();
+  } else {
+    __builtin_ia32_pause();
+  }
 }
 
 uint64_t SpinBudgetNs() {

@@ -107,6 +107,9 @@ class Conn {
 
 // Spin budget before sleeping (USMC_SPIN_US, default 20 µs).
 uint64_t SpinBudgetNs();
+// One step of a spin-wait. Yields the CPU now and then: on a small machine the peer we wait for may
+// be queued on our CPU, and spinning would only delay it.
+void SpinPause(unsigned iteration);
 
 }  // namespace usmc::engine
 

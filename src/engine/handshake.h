@@ -50,13 +50,15 @@ class ClientHandshake {
 class ServerHandshake {
  public:
   ServerHandshake(int tcp_fd, uint32_t ring_bytes);
-  ~ServerHandshake();  // gives back a granted slot that never became a Conn
+  ~ServerHandshake();  // gives back a granted slot that was never taken as a Conn
   // Awaits the Proposal (kNotClc at the head of the stream -> kFallback, data left in place), grants
   // a slot, sends the Accept, awaits the Confirm.
   HsResult Step();
-  std::unique_ptr<Conn> TakeConn() { return std::move(conn_); }
+  std::unique_ptr<Conn> TakeConn() {
+    granted_ = false;  // the slot now belongs to the Conn
+    return std::move(conn_);
+  }
   uint32_t reason() const { return reason_; }
-  bool proposal_seen() const { return granted_; }
 
  private:
   HsResult OnProposal(const wire::Proposal& p);

@@ -14,7 +14,9 @@ namespace usmc::engine {
 ServerHandshake::ServerHandshake(int tcp_fd, uint32_t ring_bytes) : fd_(tcp_fd), ring_bytes_(ring_bytes) {}
 
 ServerHandshake::~ServerHandshake() {
-  if (granted_ && !conn_ && seg_ != nullptr) {
+  if (conn_) {
+    conn_->Close();
+  } else if (granted_ && seg_ != nullptr) {
     seg_->ReleaseSlot(slot_, shm::Side::kClient);
     seg_->ReleaseSlot(slot_, shm::Side::kServer);
   }

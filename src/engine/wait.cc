@@ -15,8 +15,6 @@ namespace usmc::engine {
 
 namespace {
 
-inline void CpuRelax() { __builtin_ia32_pause(); }
-
 // With several sleepers on one connection a doorbell drained by one of them must not strand the
 // others, so they sleep in short slices.
 constexpr int kSharedSleepSliceMs = 10;
@@ -94,7 +92,7 @@ int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
       if (now >= spin_end) break;
       if (deadline_ns != 0 && now >= deadline_ns) return 0;
     }
-    CpuRelax();
+    SpinPause(i);
   }
   while (true) {
     if (!Arm(want)) {

@@ -56,29 +56,35 @@ uint32_t EpollSet::InnerInterest(Socket* s) const {
 int EpollSet::Ctl(int op, int fd, Socket* s, epoll_event* ev) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(fd);
-  if (op == EPOLL_CTL_DEL) {
-    if (it == entries_.end()) return errno = ENOENT, -1;
+  bool present = it != entries_.end() && !it->second.deleted;
+  if (it != entries_.end() && it->second.s != s) {  // a stale entry of a recycled fd number
     sys::EpollCtl(inner_, EPOLL_CTL_DEL, fd, nullptr);
     it->second.s->Unref();
     entries_.erase(it);
+    it = entries_.end();
+    present = false;
+  }
+  if (op == EPOLL_CTL_DEL) {
+    if (!present) return errno = ENOENT, -1;
+    it->second.deleted = true;  // ae-style loops DEL and re-ADD constantly: keep it cheap
     return 0;
   }
   if (ev == nullptr) return errno = EFAULT, -1;
-  if (op == EPOLL_CTL_ADD && it != entries_.end()) return errno = EEXIST, -1;
-  if (op == EPOLL_CTL_MOD && it == entries_.end()) return errno = ENOENT, -1;
+  if (op == EPOLL_CTL_ADD && present) return errno = EEXIST, -1;
+  if (op == EPOLL_CTL_MOD && !present) return errno = ENOENT, -1;
   if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD) return errno = EINVAL, -1;
-  epoll_event inner{};
-  inner.events = InnerInterest(s);
-  inner.data.fd = fd;
-  if (op == EPOLL_CTL_ADD) {
+  if (it == entries_.end()) {
+    epoll_event inner{};
+    inner.events = InnerInterest(s);
+    inner.data.fd = fd;
     if (sys::EpollCtl(inner_, EPOLL_CTL_ADD, fd, &inner) != 0 && errno != EEXIST) return -1;
     s->Ref();
     it = entries_.emplace(fd, Entry{}).first;
     it->second.s = s;
-  } else {
-    sys::EpollCtl(inner_, EPOLL_CTL_MOD, fd, &inner);
+    it->second.inner_events = inner.events;
   }
   Entry& e = it->second;
+  e.deleted = false;
   e.events = ev->events;
   e.data = ev->data;
   e.disabled = false;
@@ -116,12 +122,24 @@ int EpollSet::Collect(epoll_event* out, int max) {
     for (auto& [fd, e] : entries_) {
       bool first_part = k++ >= skip;
       if ((pass == 0) != first_part || n >= max) continue;
-      if (e.disabled || e.s->state() != SockState::kActive) continue;
+      if (e.disabled || e.deleted || e.s->state() != SockState::kActive) continue;
       uint32_t ev = e.s->conn()->Events() & (e.events | EPOLLERR | EPOLLHUP);
       if (ev != 0 && Report(e, ev, &out[n])) ++n;
     }
   }
   return n;
+}
+
+void EpollSet::UpdateInner(int fd, Socket* s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(fd);
+  if (it == entries_.end() || it->second.s != s) return;
+  uint32_t want = InnerInterest(s);
+  if (want == it->second.inner_events) return;
+  epoll_event inner{};
+  inner.events = want;
+  inner.data.fd = fd;
+  if (sys::EpollCtl(inner_, EPOLL_CTL_MOD, fd, &inner) == 0) it->second.inner_events = want;
 }
 
 void EpollSet::ServiceInner() {
@@ -144,10 +162,7 @@ void EpollSet::ServiceInner() {
       DropToPlain(fd, s.get());
       continue;
     }
-    epoll_event inner{};
-    inner.events = InnerInterest(s.get());
-    inner.data.fd = fd;
-    sys::EpollCtl(inner_, EPOLL_CTL_MOD, fd, &inner);
+    UpdateInner(fd, s.get());
   }
 }
 
@@ -191,7 +206,7 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t
       if (i % kKernelCheckEvery == 0) {
         if (int k = Kernel(out, max, 0, mask); k != 0) return k;
       }
-      __builtin_ia32_pause();
+      engine::SpinPause(i);
       continue;
     }
     std::vector<Socket*> armed;
@@ -211,7 +226,7 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t
 bool EpollSet::ArmAll(std::vector<Socket*>& armed) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [fd, e] : entries_) {
-    if (e.disabled || e.s->state() != SockState::kActive) continue;
+    if (e.disabled || e.deleted || e.s->state() != SockState::kActive) continue;
     uint32_t want = e.events & (EPOLLIN | EPOLLOUT);
     if (want == 0) continue;
     if (!e.s->conn()->Arm(want)) return false;
@@ -231,6 +246,10 @@ void EpollSet::MakeNative(int fd, Socket* s) {
     entries_.erase(it);
   }
   sys::EpollCtl(inner_, EPOLL_CTL_DEL, fd, nullptr);
+  if (e.deleted) {
+    e.s->Unref();
+    return;
+  }
   epoll_event ev{};
   ev.events = e.disabled ? (e.events & (EPOLLONESHOT | EPOLLET)) : e.events;
   ev.data = e.data;

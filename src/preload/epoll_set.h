@@ -37,6 +37,8 @@ class EpollSet {
     uint32_t events = 0;
     epoll_data_t data{};
     bool disabled = false;  // EPOLLONESHOT fired
+    bool deleted = false;   // EPOLL_CTL_DEL'd; kept (inner registration too) for a cheap re-ADD
+    uint32_t inner_events = 0;
     uint64_t mark_in = ~0ull, mark_out = ~0ull;  // edge detection for EPOLLET
     uint32_t mark_flags = ~0u;
   };
@@ -46,6 +48,7 @@ class EpollSet {
   bool Report(Entry& e, uint32_t ev, epoll_event* out);
   int Kernel(epoll_event* out, int max, int timeout_ms, const sigset_t* mask);
   void ServiceInner();
+  void UpdateInner(int fd, Socket* s);  // the handshake moved on: wait for what it needs now
   bool ArmAll(std::vector<Socket*>& armed);  // false: something became ready; `armed` to undo
   uint32_t InnerInterest(Socket* s) const;
 

@@ -109,7 +109,7 @@ int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
       if (i % kKernelCheckEvery == 0 && KernelPoll(fds, n, m, &zero, mask, scratch) != 0) {
         return Merge(fds, n, m);
       }
-      __builtin_ia32_pause();
+      engine::SpinPause(i);
       continue;
     }
     if (!ArmAll(fds, m)) {

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 
 #include <mutex>
@@ -23,6 +25,13 @@ void ResetTcp(int fd) {
   sockaddr unspec{};
   unspec.sa_family = AF_UNSPEC;
   sys::Connect(fd, &unspec, sizeof unspec);  // tcp_disconnect: RST, ECONNRESET for the app
+}
+
+// Doorbells are single bytes: Nagle would hold one back until the previous is acked (delayed ACK,
+// ~40 ms). The application's own TCP_NODELAY/TCP_CORK no longer reach an accelerated socket.
+void SetNoDelay(int fd) {
+  int one = 1;
+  sys::SetSockOpt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 void FormatAddr(const sockaddr_storage& ss, char* out, size_t cap) {
@@ -117,6 +126,7 @@ bool Socket::OnResult(engine::HsResult r, uint32_t why) {
     case engine::HsResult::kDone:
       conn_ = role_ == Role::kClient ? client_hs_->TakeConn() : server_hs_->TakeConn();
       conn_->SetNonBlocking(nonblock);
+      SetNoDelay(fd());
       client_hs_.reset();
       server_hs_.reset();
       state_.store(SockState::kActive, std::memory_order_release);
