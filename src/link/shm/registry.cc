@@ -16,7 +16,8 @@
 namespace usmc::shm {
 namespace {
 
-// An IP endpoint reduced to what names a registry entry. v4-mapped IPv6 becomes AF_INET.
+// An IP endpoint reduced to what names a registry entry. v4-mapped IPv6 becomes
+// AF_INET.
 struct IpEndpoint {
   int family = 0;
   uint8_t bytes[16] = {};
@@ -82,7 +83,8 @@ char* AppendUint(char* p, unsigned v) {
 }
 
 // "\0usmc.L.<4|6>.<address>.<port>" (at most 61 bytes, sun_path has 108).
-void ListenerName(int family, const uint8_t* bytes, uint16_t port, UnixName* out) {
+void ListenerName(int family, const uint8_t* bytes, uint16_t port,
+                  UnixName* out) {
   char text[INET6_ADDRSTRLEN];
   if (inet_ntop(family, bytes, text, sizeof text) == nullptr) text[0] = '\0';
   out->sun.sun_family = AF_UNIX;
@@ -92,25 +94,29 @@ void ListenerName(int family, const uint8_t* bytes, uint16_t port, UnixName* out
   p = AppendStr(p, text);
   *p++ = '.';
   p = AppendUint(p, port);
-  out->len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + (p - out->sun.sun_path));
+  out->len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
+                                    (p - out->sun.sun_path));
 }
 
 int BindName(const UnixName& name) {
   int fd = sys::Socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  if (sys::Bind(fd, reinterpret_cast<const sockaddr*>(&name.sun), name.len) != 0) {
+  if (sys::Bind(fd, reinterpret_cast<const sockaddr*>(&name.sun), name.len) !=
+      0) {
     int err = errno;
     sys::Close(fd);
     errno = err;
     return -1;
   }
-  // The entry is only ever connect()ed to; refusing datagrams keeps its queue empty.
+  // The entry is only ever connect()ed to; refusing datagrams keeps its queue
+  // empty.
   sys::Shutdown(fd, SHUT_RD);
   return fd;
 }
 
-// One probe socket for the whole process: concurrent connect()s on a datagram socket are safe and
-// each returns its own answer; a per-thread socket would cost an fd per thread.
+// One probe socket for the whole process: concurrent connect()s on a datagram
+// socket are safe and each returns its own answer; a per-thread socket would
+// cost an fd per thread.
 std::atomic<int> g_probe{-1};
 
 int ProbeFd() {
@@ -118,33 +124,40 @@ int ProbeFd() {
   if (fd >= 0) return fd;
   int created = sys::Socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (created < 0) return -1;
-  if (!g_probe.compare_exchange_strong(fd, created, std::memory_order_acq_rel)) {
+  if (!g_probe.compare_exchange_strong(fd, created,
+                                       std::memory_order_acq_rel)) {
     sys::Close(created);
     return fd;
   }
   return created;
 }
 
-// Errors meaning the probe fd no longer is our datagram socket (the application closed the number).
+// Errors meaning the probe fd no longer is our datagram socket (the application
+// closed the number).
 bool ProbeIsGone(int err) {
-  return err == EBADF || err == ENOTSOCK || err == EAFNOSUPPORT || err == EPROTOTYPE ||
-         err == EISCONN || err == EALREADY || err == EINPROGRESS;
+  return err == EBADF || err == ENOTSOCK || err == EAFNOSUPPORT ||
+         err == EPROTOTYPE || err == EISCONN || err == EALREADY ||
+         err == EINPROGRESS;
 }
 
 bool Probe(const UnixName& name) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     int fd = ProbeFd();
     if (fd < 0) return false;
-    if (sys::Connect(fd, reinterpret_cast<const sockaddr*>(&name.sun), name.len) == 0) return true;
+    if (sys::Connect(fd, reinterpret_cast<const sockaddr*>(&name.sun),
+                     name.len) == 0)
+      return true;
     if (!ProbeIsGone(errno)) return false;  // ECONNREFUSED: no such entry
-    g_probe.compare_exchange_strong(fd, -1);  // not ours any more: forget, never close
+    g_probe.compare_exchange_strong(
+        fd, -1);  // not ours any more: forget, never close
   }
   return false;
 }
 
-// Is `a` an address of this namespace? A UDP connect() routes like the TCP connect will: a local
-// destination gets itself as source address. Unlike a bind test this is not fooled by
-// net.ipv4.ip_nonlocal_bind / IP_FREEBIND setups, where every address is bindable.
+// Is `a` an address of this namespace? A UDP connect() routes like the TCP
+// connect will: a local destination gets itself as source address. Unlike a
+// bind test this is not fooled by net.ipv4.ip_nonlocal_bind / IP_FREEBIND
+// setups, where every address is bindable.
 bool RouteIsLocal(const IpEndpoint& a, bool* cacheable) {
   *cacheable = true;
   sockaddr_storage ss{};
@@ -175,7 +188,8 @@ bool RouteIsLocal(const IpEndpoint& a, bool* cacheable) {
       sys::GetSockName(fd, reinterpret_cast<sockaddr*>(&src), &src_len) == 0) {
     IpEndpoint s;
     local = ToEndpoint(reinterpret_cast<sockaddr*>(&src), src_len, &s) &&
-            s.family == a.family && memcmp(s.bytes, a.bytes, AddrBytes(a.family)) == 0;
+            s.family == a.family &&
+            memcmp(s.bytes, a.bytes, AddrBytes(a.family)) == 0;
   } else if (errno == ENOMEM || errno == ENOBUFS) {
     *cacheable = false;
   }
@@ -190,8 +204,8 @@ struct LocalCacheEntry {
 
 constexpr int kLocalCacheSize = 64;
 
-// try_lock only: contention or a mutex inherited locked across fork() costs a route test, never a
-// deadlock.
+// try_lock only: contention or a mutex inherited locked across fork() costs a
+// route test, never a deadlock.
 struct LocalCache {
   std::mutex mu;
   LocalCacheEntry entries[kLocalCacheSize];
@@ -236,7 +250,8 @@ void RegistryEntry::Close() {
   }
 }
 
-bool RegisterListener(const sockaddr* addr, socklen_t len, bool v6only, RegistryEntry* out) {
+bool RegisterListener(const sockaddr* addr, socklen_t len, bool v6only,
+                      RegistryEntry* out) {
   IpEndpoint a;
   if (!ToEndpoint(addr, len, &a)) {
     errno = EAFNOSUPPORT;
@@ -269,8 +284,9 @@ bool LookupListener(const sockaddr* dst, socklen_t len, bool dst_is_local) {
   UnixName name;
   ListenerName(a.family, a.bytes, a.port, &name);
   bool found = Probe(name);
-  // A dual-stack "::" listener also registered the IPv4 wildcard, so the family's wildcard covers
-  // it; an IPv6-only "::" listener never serves an IPv4 destination and must not be consulted.
+  // A dual-stack "::" listener also registered the IPv4 wildcard, so the
+  // family's wildcard covers it; an IPv6-only "::" listener never serves an
+  // IPv4 destination and must not be consulted.
   if (!found && dst_is_local && !IsZero(a.bytes, AddrBytes(a.family))) {
     static constexpr uint8_t kAny[16] = {};
     ListenerName(a.family, kAny, a.port, &name);
@@ -284,9 +300,11 @@ bool IsLocalAddress(const sockaddr* dst, socklen_t len) {
   IpEndpoint a;
   if (!ToEndpoint(dst, len, &a)) return false;
   if (a.family == AF_INET && a.bytes[0] == 127) return true;
-  static constexpr uint8_t kLoop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  static constexpr uint8_t kLoop6[16] = {0, 0, 0, 0, 0, 0, 0, 0,
+                                         0, 0, 0, 0, 0, 0, 0, 1};
   if (a.family == AF_INET6 && memcmp(a.bytes, kLoop6, 16) == 0) return true;
-  if (IsZero(a.bytes, AddrBytes(a.family))) return true;  // connect() to 0.0.0.0 / :: is local
+  if (IsZero(a.bytes, AddrBytes(a.family)))
+    return true;  // connect() to 0.0.0.0 / :: is local
   bool local = false;
   if (CacheFind(a, &local)) return local;
   int saved_errno = errno;

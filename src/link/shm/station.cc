@@ -18,13 +18,16 @@ namespace usmc::shm {
 namespace {
 
 constexpr char kMagic[8] = {'U', 'S', 'M', 'C', 'L', 'N', 'K', '1'};
-constexpr int kBacklog = 4096;         // the kernel caps it at net.core.somaxconn
-constexpr int kMaxFdsPerMsg = 4;       // room to see (and close) extra fds
-constexpr int kAcceptBatch = 64;       // per TakeOffer pass
-constexpr int kDrainBatch = 64;        // messages per connection per pass
-constexpr int kMaxStashPerPid = 8;     // one process cannot evict everybody's offers
-constexpr uint64_t kPollSliceNs = 2000000;  // re-check the stash: another thread may read ours
-constexpr uint64_t kSendWaitNs = 200000000;  // SendOffer waits this long for a full queue
+constexpr int kBacklog = 4096;    // the kernel caps it at net.core.somaxconn
+constexpr int kMaxFdsPerMsg = 4;  // room to see (and close) extra fds
+constexpr int kAcceptBatch = 64;  // per TakeOffer pass
+constexpr int kDrainBatch = 64;   // messages per connection per pass
+constexpr int kMaxStashPerPid =
+    8;  // one process cannot evict everybody's offers
+constexpr uint64_t kPollSliceNs =
+    2000000;  // re-check the stash: another thread may read ours
+constexpr uint64_t kSendWaitNs =
+    200000000;  // SendOffer waits this long for a full queue
 
 struct OfferMsg {
   char magic[8];
@@ -57,15 +60,18 @@ char* FormatName(pid_t pid, uint64_t nonce, char* p) {
   memcpy(p, "usmc.S.", 7);
   p = AppendUint(p + 7, static_cast<uint64_t>(pid));
   *p++ = '.';
-  for (int shift = 60; shift >= 0; shift -= 4) *p++ = kHex[(nonce >> shift) & 0xF];
+  for (int shift = 60; shift >= 0; shift -= 4)
+    *p++ = kHex[(nonce >> shift) & 0xF];
   return p;
 }
 
 void MakeAddr(pid_t pid, uint64_t nonce, StationAddr* a) {
   memset(&a->sun, 0, sizeof a->sun);
   a->sun.sun_family = AF_UNIX;
-  char* end = FormatName(pid, nonce, a->sun.sun_path + 1);  // sun_path[0] = '\0': abstract
-  a->len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + (end - a->sun.sun_path));
+  char* end = FormatName(pid, nonce,
+                         a->sun.sun_path + 1);  // sun_path[0] = '\0': abstract
+  a->len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
+                                  (end - a->sun.sun_path));
 }
 
 const sockaddr* AsSockaddr(const StationAddr& a) {
@@ -74,13 +80,15 @@ const sockaddr* AsSockaddr(const StationAddr& a) {
 
 // A memfd (not any shmem file, device or disk file) holding at least `bytes`.
 bool IsMemfdOfSize(int fd, uint64_t bytes) {
-  if (sys::Fcntl(fd, F_GET_SEALS) < 0) return false;  // only shmem/hugetlbfs files have seals
+  if (sys::Fcntl(fd, F_GET_SEALS) < 0)
+    return false;  // only shmem/hugetlbfs files have seals
   char path[40] = "/proc/self/fd/";
   *AppendUint(path + 14, static_cast<uint64_t>(fd)) = '\0';
   char target[16];
   ssize_t n = sys::ReadLinkAt(AT_FDCWD, path, target, sizeof target);
   if (n >= 0 && (n < 7 || memcmp(target, "/memfd:", 7) != 0)) return false;
-  if (n < 0 && errno != ENOENT) return false;  // ENOENT: no /proc mounted, the seals must do
+  if (n < 0 && errno != ENOENT)
+    return false;  // ENOENT: no /proc mounted, the seals must do
   struct stat st;
   if (sys::Fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
   return bytes > 0 && static_cast<uint64_t>(st.st_size) >= bytes;
@@ -115,9 +123,11 @@ Rx ReceiveOffer(int fd, Offer* out) {
   if (n < 0) return errno == EAGAIN || errno == EINTR ? Rx::kNone : Rx::kGone;
   int fds[kMaxFdsPerMsg];
   int nfds = CollectFds(&m, fds, kMaxFdsPerMsg);
-  if (n == 0 && nfds == 0) return Rx::kGone;  // EOF (or an empty message: only its sender loses)
-  bool ok = n == static_cast<ssize_t>(sizeof msg) && (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0 &&
-            nfds == 1 && memcmp(msg.magic, kMagic, sizeof kMagic) == 0 && msg.pad == 0 &&
+  if (n == 0 && nfds == 0)
+    return Rx::kGone;  // EOF (or an empty message: only its sender loses)
+  bool ok = n == static_cast<ssize_t>(sizeof msg) &&
+            (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0 && nfds == 1 &&
+            memcmp(msg.magic, kMagic, sizeof kMagic) == 0 && msg.pad == 0 &&
             IsMemfdOfSize(fds[0], msg.segment_bytes);
   if (!ok) {
     for (int i = 0; i < nfds; ++i) sys::Close(fds[i]);
@@ -147,9 +157,11 @@ bool Station::Open() {
     uint64_t nonce = sys::Random64();
     StationAddr a;
     MakeAddr(pid, nonce, &a);
-    int fd = sys::Socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd =
+        sys::Socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return false;
-    if (sys::Bind(fd, AsSockaddr(a), a.len) == 0 && sys::Listen(fd, kBacklog) == 0) {
+    if (sys::Bind(fd, AsSockaddr(a), a.len) == 0 &&
+        sys::Listen(fd, kBacklog) == 0) {
       listen_fd_ = fd;
       pid_ = pid;
       nonce_ = nonce;
@@ -169,7 +181,8 @@ void Station::Close() {
 }
 
 void Station::ForgetAfterFork() {
-  new (&mu_) std::mutex();  // single-threaded child: a lock held by a vanished thread is void
+  new (&mu_) std::mutex();  // single-threaded child: a lock held by a vanished
+                            // thread is void
   CloseLocked();
 }
 
@@ -188,10 +201,11 @@ void Station::CloseLocked() {
   nonce_ = 0;
 }
 
-bool Station::TakeOffer(uint64_t link_nonce, uint32_t segment_id, pid_t server_pid, int timeout_ms,
-                        Offer* out) {
+bool Station::TakeOffer(uint64_t link_nonce, uint32_t segment_id,
+                        pid_t server_pid, int timeout_ms, Offer* out) {
   const uint64_t deadline =
-      sys::NowNs() + (timeout_ms > 0 ? static_cast<uint64_t>(timeout_ms) * 1000000u : 0);
+      sys::NowNs() +
+      (timeout_ms > 0 ? static_cast<uint64_t>(timeout_ms) * 1000000u : 0);
   pollfd pfds[1 + kMaxConns];
   for (;;) {
     nfds_t n = 0;
@@ -201,12 +215,14 @@ bool Station::TakeOffer(uint64_t link_nonce, uint32_t segment_id, pid_t server_p
         errno = EBADF;
         return false;
       }
-      if (TakeStashedLocked(link_nonce, segment_id, server_pid, out)) return true;
+      if (TakeStashedLocked(link_nonce, segment_id, server_pid, out))
+        return true;
       AcceptPendingLocked();
       for (int i = 0; i < kMaxConns; ++i) {
         if (conns_[i].fd >= 0 && conns_[i].pid == server_pid) DrainLocked(i);
       }
-      if (TakeStashedLocked(link_nonce, segment_id, server_pid, out)) return true;
+      if (TakeStashedLocked(link_nonce, segment_id, server_pid, out))
+        return true;
       pfds[n++] = {listen_fd_, POLLIN, 0};
       for (const Conn& c : conns_) {
         if (c.fd >= 0 && c.pid == server_pid) pfds[n++] = {c.fd, POLLIN, 0};
@@ -223,12 +239,13 @@ bool Station::TakeOffer(uint64_t link_nonce, uint32_t segment_id, pid_t server_p
   }
 }
 
-bool Station::TakeStashedLocked(uint64_t link_nonce, uint32_t segment_id, pid_t server_pid,
-                                Offer* out) {
+bool Station::TakeStashedLocked(uint64_t link_nonce, uint32_t segment_id,
+                                pid_t server_pid, Offer* out) {
   Stashed* best = nullptr;
   for (Stashed& s : stash_) {
-    if (s.offer.memfd >= 0 && s.pid == server_pid && s.offer.link_nonce == link_nonce &&
-        s.offer.segment_id == segment_id && (best == nullptr || s.seq < best->seq)) {
+    if (s.offer.memfd >= 0 && s.pid == server_pid &&
+        s.offer.link_nonce == link_nonce && s.offer.segment_id == segment_id &&
+        (best == nullptr || s.seq < best->seq)) {
       best = &s;
     }
   }
@@ -245,14 +262,16 @@ bool Station::TakeStashedLocked(uint64_t link_nonce, uint32_t segment_id, pid_t 
 
 void Station::AcceptPendingLocked() {
   for (int i = 0; i < kAcceptBatch; ++i) {
-    int fd = sys::Accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int fd = sys::Accept4(listen_fd_, nullptr, nullptr,
+                          SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return;  // EAGAIN: none pending (EMFILE etc.: try again next time)
     }
     ucred cred{};
     socklen_t len = sizeof cred;
-    if (sys::GetSockOpt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid <= 0) {
+    if (sys::GetSockOpt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        cred.pid <= 0) {
       sys::Close(fd);  // pid 0: the server is in a pid namespace we cannot see
       continue;
     }
@@ -313,7 +332,9 @@ void Station::StashLocked(const Offer& offer, int conn) {
       if (oldest_same < 0 || s.seq < stash_[oldest_same].seq) oldest_same = i;
     }
   }
-  int slot = same >= kMaxStashPerPid ? oldest_same : free_slot >= 0 ? free_slot : oldest;
+  int slot = same >= kMaxStashPerPid ? oldest_same
+             : free_slot >= 0        ? free_slot
+                                     : oldest;
   if (stash_[slot].offer.memfd >= 0) sys::Close(stash_[slot].offer.memfd);
   stash_[slot].offer = offer;
   stash_[slot].pid = pid;
@@ -334,7 +355,8 @@ int Station::DropHungUp() {
   return DropHungUpLocked(true);
 }
 
-// with_queued: also drop connections that still hold unread messages (a dead server's offers).
+// with_queued: also drop connections that still hold unread messages (a dead
+// server's offers).
 int Station::DropHungUpLocked(bool with_queued) {
   pollfd pfds[kMaxConns];
   int index[kMaxConns];
@@ -352,7 +374,8 @@ int Station::DropHungUpLocked(bool with_queued) {
     short ev = pfds[k].revents;
     bool hung_up = (ev & (POLLHUP | POLLERR | POLLNVAL)) != 0;
     if (!hung_up || (!with_queued && (ev & POLLIN) != 0)) continue;
-    if ((ev & POLLNVAL) != 0) conns_[index[k]].fd = -1;  // closed behind our back: not ours now
+    if ((ev & POLLNVAL) != 0)
+      conns_[index[k]].fd = -1;  // closed behind our back: not ours now
     DropConnLocked(index[k]);
     ++dropped;
   }
@@ -362,14 +385,16 @@ int Station::DropHungUpLocked(bool with_queued) {
 int ConnectStation(pid_t pid, uint64_t nonce) {
   StationAddr a;
   MakeAddr(pid, nonce, &a);
-  int fd = sys::Socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd =
+      sys::Socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
   ucred cred{};
   socklen_t len = sizeof cred;
   bool ok = sys::Connect(fd, AsSockaddr(a), a.len) == 0 &&
             sys::GetSockOpt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
   if (ok && cred.pid != pid) {
-    errno = EPERM;  // the name is bound by another process than the one it names
+    errno =
+        EPERM;  // the name is bound by another process than the one it names
     ok = false;
   }
   if (!ok) {
@@ -381,8 +406,8 @@ int ConnectStation(pid_t pid, uint64_t nonce) {
   return fd;
 }
 
-bool SendOffer(int conn_fd, uint64_t link_nonce, uint32_t segment_id, uint64_t segment_bytes,
-               int memfd) {
+bool SendOffer(int conn_fd, uint64_t link_nonce, uint32_t segment_id,
+               uint64_t segment_bytes, int memfd) {
   if (memfd < 0) {
     errno = EBADF;
     return false;
@@ -416,7 +441,8 @@ bool SendOffer(int conn_fd, uint64_t link_nonce, uint32_t segment_id, uint64_t s
     uint64_t now = sys::NowNs();
     if (errno != EAGAIN || now >= deadline) return false;
     pollfd p{conn_fd, POLLOUT, 0};
-    timespec ts{0, static_cast<long>(std::min(deadline - now, uint64_t{100000000}))};
+    timespec ts{
+        0, static_cast<long>(std::min(deadline - now, uint64_t{100000000}))};
     sys::Ppoll(&p, 1, &ts, nullptr);
   }
 }

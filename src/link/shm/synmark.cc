@@ -22,7 +22,8 @@ bool SwapTos(int fd, int level, int optname, int* old) {
 }
 
 SynMark ClassOf(uint8_t tos) {
-  return (tos & ~kEcnMask) == kSynMarkTos ? SynMark::kMarked : SynMark::kUnmarked;
+  return (tos & ~kEcnMask) == kSynMarkTos ? SynMark::kMarked
+                                          : SynMark::kUnmarked;
 }
 
 // A SYN (not SYN-ACK) TCP header whose data offset fits in `len`.
@@ -79,12 +80,14 @@ SynMark ParseIpv6(const uint8_t* hdr, unsigned len) {
   return ClassOf(tclass);
 }
 
-// The saved SYN did not fit the usual buffer (long IPv6 extension headers): one more try.
+// The saved SYN did not fit the usual buffer (long IPv6 extension headers): one
+// more try.
 __attribute__((noinline)) SynMark ReadLargeSyn(int fd, socklen_t need) {
   if (need > kSavedSynMax) return SynMark::kUnknown;
   uint8_t buf[kSavedSynMax];
   socklen_t len = sizeof buf;
-  if (sys::GetSockOpt(fd, IPPROTO_TCP, TCP_SAVED_SYN, buf, &len) != 0 || len == 0) {
+  if (sys::GetSockOpt(fd, IPPROTO_TCP, TCP_SAVED_SYN, buf, &len) != 0 ||
+      len == 0) {
     return SynMark::kUnknown;
   }
   return ParseSavedSyn(buf, len);
@@ -106,7 +109,8 @@ bool MarkSyn(int fd, SavedTos* saved) {
     errno = EAFNOSUPPORT;
     return false;
   }
-  if (!SwapTos(fd, s.level, s.optname, &s.value)) return false;  // nothing was changed
+  if (!SwapTos(fd, s.level, s.optname, &s.value))
+    return false;  // nothing was changed
   if (domain == AF_INET6) {
     int err = errno;
     s.has_ip_tos = SwapTos(fd, SOL_IP, IP_TOS, &s.ip_tos);
@@ -118,7 +122,8 @@ bool MarkSyn(int fd, SavedTos* saved) {
 
 void UnmarkSyn(int fd, const SavedTos& saved) {
   int err = errno;
-  if (saved.level != 0) sys::SetSockOptInt(fd, saved.level, saved.optname, saved.value);
+  if (saved.optname != 0)
+    sys::SetSockOptInt(fd, saved.level, saved.optname, saved.value);
   if (saved.has_ip_tos) sys::SetSockOptInt(fd, SOL_IP, IP_TOS, saved.ip_tos);
   errno = err;
 }
@@ -132,7 +137,8 @@ SynMark ReadSynMark(int accepted_fd) {
   uint8_t buf[kSavedSynBuf];
   socklen_t len = sizeof buf;
   SynMark mark = SynMark::kUnknown;
-  if (sys::GetSockOpt(accepted_fd, IPPROTO_TCP, TCP_SAVED_SYN, buf, &len) == 0) {
+  if (sys::GetSockOpt(accepted_fd, IPPROTO_TCP, TCP_SAVED_SYN, buf, &len) ==
+      0) {
     if (len > 0 && len <= sizeof buf) mark = ParseSavedSyn(buf, len);
   } else if (errno == EINVAL && len > sizeof buf) {
     mark = ReadLargeSyn(accepted_fd, len);
