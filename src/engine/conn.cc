@@ -43,18 +43,30 @@ bool Conn::nonblocking() const { return Has(kNonBlock); }
 
 int Conn::TakeError() { return st_->error.exchange(0, std::memory_order_acq_rel); }
 
+// The peer's own flags in the slot outrank what the TCP socket says: a graceful close whose TCP
+// teardown became a RST (a doorbell was still unread) is still a graceful close.
+bool Conn::PeerAborted(uint32_t peer, uint32_t local) {
+  if (peer & wire::kCdcPeerConnAbort) return true;
+  if (local & kBroken) return true;
+  return (local & kPeerReset) && !(peer & wire::kCdcPeerConnClosed);
+}
+
+bool Conn::PeerDone(uint32_t peer, uint32_t local) {
+  return (peer & (wire::kCdcPeerDoneWriting | wire::kCdcPeerConnClosed)) ||
+         (local & (kPeerFin | kPeerReset));
+}
+
 bool Conn::PeerDoneWriting() const {
-  uint32_t f = rx_->p.conn_flags.load(std::memory_order_acquire);
-  return (f & (wire::kCdcPeerDoneWriting | wire::kCdcPeerConnClosed)) != 0 || Has(kPeerFin);
+  return PeerDone(rx_->p.conn_flags.load(std::memory_order_acquire),
+                  st_->flags.load(std::memory_order_acquire));
 }
 
 uint32_t Conn::Events() const {
   uint32_t ev = 0;
   uint32_t peer = rx_->p.conn_flags.load(std::memory_order_acquire);
   uint32_t local = st_->flags.load(std::memory_order_acquire);
-  bool reset = (peer & wire::kCdcPeerConnAbort) || (local & (kPeerReset | kBroken));
-  if (reset) return EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP;
-  bool done = (peer & (wire::kCdcPeerDoneWriting | wire::kCdcPeerConnClosed)) || (local & kPeerFin);
+  if (PeerAborted(peer, local)) return EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP;
+  bool done = PeerDone(peer, local);
   // Unlocked reads: a stale or odd value only reports readiness; Recv/Send decide under the lock.
   Cursor cons = Cursor::FromWord(st_->rx_cons.load(std::memory_order_relaxed));
   Cursor prod = Cursor::FromWord(rx_->p.prod.load(std::memory_order_acquire));
@@ -62,7 +74,7 @@ uint32_t Conn::Events() const {
     ev |= EPOLLIN | EPOLLRDNORM;
   }
   if (done) ev |= EPOLLRDHUP;
-  bool peer_gone = (peer & wire::kCdcPeerConnClosed) || (local & kPeerFin);
+  bool peer_gone = (peer & wire::kCdcPeerConnClosed) || (local & (kPeerFin | kPeerReset));
   Cursor tprod = Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
   Cursor tcons = Cursor::FromWord(tx_->c.cons.load(std::memory_order_acquire));
   int64_t used = Cursor::Distance(tcons, tprod, ring_bytes_);

@@ -82,6 +82,8 @@ class Conn {
   size_t CopyOut(const iovec* iov, int iovcnt, size_t skip, size_t n, wire::Cursor from, bool drop);
   void Consume(size_t n);
   bool PeerDoneWriting() const;
+  static bool PeerAborted(uint32_t peer_flags, uint32_t local_flags);
+  static bool PeerDone(uint32_t peer_flags, uint32_t local_flags);
   ssize_t RecvOnce(const iovec* iov, int iovcnt, size_t done, size_t want, int flags);
   // tx.cc
   int64_t ValidatedWritable();  // under tx_mu

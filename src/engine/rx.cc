@@ -92,7 +92,7 @@ ssize_t Conn::Recv(const iovec* iov, int iovcnt, int flags, int timeout_ms) {
   size_t done = 0;
   while (true) {
     uint32_t peer = rx_->p.conn_flags.load(std::memory_order_acquire);
-    if ((peer & wire::kCdcPeerConnAbort) || Has(kPeerReset | kBroken)) {
+    if (PeerAborted(peer, st_->flags.load(std::memory_order_acquire))) {
       if (done > 0) return static_cast<ssize_t>(done);
       errno = ECONNRESET;
       return -1;

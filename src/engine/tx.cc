@@ -78,9 +78,10 @@ ssize_t Conn::SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, 
 int Conn::SendError(int flags) const {
   uint32_t peer = rx_->p.conn_flags.load(std::memory_order_acquire);
   int err = 0;
-  if ((peer & wire::kCdcPeerConnAbort) || Has(kPeerReset | kBroken)) {
+  uint32_t local = st_->flags.load(std::memory_order_acquire);
+  if (PeerAborted(peer, local)) {
     err = ECONNRESET;
-  } else if (Has(kShutWr) || (peer & wire::kCdcPeerConnClosed) || Has(kPeerFin)) {
+  } else if ((local & (kShutWr | kPeerFin | kPeerReset)) || (peer & wire::kCdcPeerConnClosed)) {
     err = EPIPE;
   }
   if (err == EPIPE && !(flags & MSG_NOSIGNAL)) pthread_kill(pthread_self(), SIGPIPE);

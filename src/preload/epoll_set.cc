@@ -166,7 +166,10 @@ void EpollSet::ServiceInner() {
   }
 }
 
-int EpollSet::Kernel(epoll_event* out, int max, int timeout_ms, const sigset_t* mask) {
+// One kernel epoll_wait: plain fds' events stay in `out`; the tag means an accelerated fd's TCP
+// socket stirred (doorbell, FIN, handshake bytes). `collect` adds the accelerated fds that are ready
+// now; it must be false when `out` already holds accelerated events (no fd twice in one batch).
+int EpollSet::Kernel(epoll_event* out, int max, int timeout_ms, const sigset_t* mask, bool collect) {
   int r = REAL(epoll_pwait)(epfd_, out, max, timeout_ms, mask);
   if (r <= 0) return r;
   uint64_t tag = tag_.load(std::memory_order_relaxed);
@@ -181,7 +184,7 @@ int EpollSet::Kernel(epoll_event* out, int max, int timeout_ms, const sigset_t* 
   }
   if (inner) {
     ServiceInner();
-    n += Collect(out + n, max - n);
+    if (collect) n += Collect(out + n, max - n);
   }
   return n;
 }
@@ -193,18 +196,18 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t
     int n = Collect(out, max);
     if (n > 0) {
       if (n < max && calls_++ % kKernelShareEvery == 0) {
-        int k = Kernel(out + n, max - n, 0, mask);
+        int k = Kernel(out + n, max - n, 0, mask, false);
         if (k > 0) n += k;
       }
       return n;
     }
-    if (timeout_ns == 0) return Kernel(out, max, 0, mask);
+    if (timeout_ns == 0) return Kernel(out, max, 0, mask, true);
     uint64_t now = sys::NowNs();
     int64_t left = timeout_ns < 0 ? -1 : timeout_ns - static_cast<int64_t>(now - start);
-    if (timeout_ns >= 0 && left <= 0) return Kernel(out, max, 0, mask);
+    if (timeout_ns >= 0 && left <= 0) return Kernel(out, max, 0, mask, true);
     if (now < spin_end) {
       if (i % kKernelCheckEvery == 0) {
-        if (int k = Kernel(out, max, 0, mask); k != 0) return k;
+        if (int k = Kernel(out, max, 0, mask, true); k != 0) return k;
       }
       engine::SpinPause(i);
       continue;
@@ -212,7 +215,7 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t
     std::vector<Socket*> armed;
     bool sleep = ArmAll(armed);
     int k = 0;
-    if (sleep) k = Kernel(out, max, left < 0 ? -1 : static_cast<int>((left + 999999) / 1000000), mask);
+    if (sleep) k = Kernel(out, max, left < 0 ? -1 : static_cast<int>((left + 999999) / 1000000), mask, true);
     int err = errno;
     for (Socket* s : armed) {
       s->conn()->Disarm();

@@ -46,7 +46,7 @@ class EpollSet {
   EpollSet(int epfd, int inner, uint64_t tag) : epfd_(epfd), inner_(inner), tag_(tag) {}
   int Collect(epoll_event* out, int max);
   bool Report(Entry& e, uint32_t ev, epoll_event* out);
-  int Kernel(epoll_event* out, int max, int timeout_ms, const sigset_t* mask);
+  int Kernel(epoll_event* out, int max, int timeout_ms, const sigset_t* mask, bool collect);
   void ServiceInner();
   void UpdateInner(int fd, Socket* s);  // the handshake moved on: wait for what it needs now
   bool ArmAll(std::vector<Socket*>& armed);  // false: something became ready; `armed` to undo

@@ -42,6 +42,7 @@ void Forget(int fd) {
   if (s == nullptr) return;
   EpollForget(fd, s);
   if (s->fds.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (s->state() == SockState::kActive) s->conn()->Pump();  // unread doorbells would turn FIN into RST
     if (s->state() == SockState::kActive && s->conn()->BytesReadable() > 0) {
       linger abort{1, 0};  // unread data: the peer must see a reset, as TCP gives it
       sys::SetSockOpt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
