@@ -108,15 +108,17 @@ shm::Station* LocalStation() {
   std::lock_guard<std::mutex> lock(l.mu);
   pid_t me = sys::GetPid();
   if (l.station.is_open() && l.station_pid == me) return &l.station;
-  if (l.station.is_open()) l.station.Close();  // inherited from the parent: not ours to serve
+  if (l.station.is_open()) l.station.ForgetAfterFork();  // the parent's: not ours to serve
   if (!l.station.Open()) return nullptr;
   l.station_pid = me;
   return &l.station;
 }
 
 void LinksAfterForkChild() {
-  // The mutex may have been held by another thread of the parent at fork time.
+  // The mutexes may have been held by another thread of the parent at fork time.
   new (&L().mu) std::mutex();
+  L().station.ForgetAfterFork();
+  L().station_pid = 0;
 }
 
 uint32_t LinkCount() {
