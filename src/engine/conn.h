@@ -91,6 +91,7 @@ class Conn {
   ssize_t SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, int flags);
   int SendError(int flags) const;
   // wait.cc
+  uint64_t WatchWord(uint32_t want) const;
   void Ring();
   void Break();
   bool Has(uint32_t flag) const;
@@ -107,7 +108,7 @@ class Conn {
   uint8_t* rx_data_;
 };
 
-// Spin budget before sleeping (USMC_SPIN_US, default 20 µs).
+// Spin budget before sleeping (USMC_SPIN_US, default 50 µs).
 uint64_t SpinBudgetNs();
 // One step of a spin-wait. Yields the CPU now and then: on a small machine the peer we wait for may
 // be queued on our CPU, and spinning would only delay it.

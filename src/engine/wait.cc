@@ -82,11 +82,29 @@ void Conn::Pump() {
   }
 }
 
+// The words whose change can make `want` ready: spinning on them alone keeps the spin off the cache
+// lines the peer is busy writing for other reasons.
+uint64_t Conn::WatchWord(uint32_t want) const {
+  uint64_t w = st_->flags.load(std::memory_order_relaxed);
+  if (want & EPOLLIN) {
+    w ^= rx_->p.prod.load(std::memory_order_acquire) ^
+         (uint64_t{rx_->p.conn_flags.load(std::memory_order_relaxed)} << 40);
+  }
+  if (want & EPOLLOUT) w ^= tx_->c.cons.load(std::memory_order_acquire) << 1;
+  return w;
+}
+
 int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
   uint32_t mask = want | EPOLLERR | EPOLLHUP;
+  if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
   uint64_t spin_end = sys::NowNs() + SpinBudgetNs();
+  uint64_t seen = WatchWord(want);
   for (unsigned i = 1;; ++i) {
-    if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
+    uint64_t now_word = WatchWord(want);
+    if (now_word != seen || (i & 63) == 0) {
+      seen = now_word;
+      if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
+    }
     if ((i & 63) == 0) {
       uint64_t now = sys::NowNs();
       if (now >= spin_end) break;

@@ -58,7 +58,7 @@ Socket* FdTable::Remove(int fd) {
   return slot == nullptr ? nullptr : slot->exchange(nullptr, std::memory_order_acq_rel);
 }
 
-SocketRef::SocketRef(int fd) : s_(FdTable::Get().Maybe(fd) ? FdTable::Get().Acquire(fd) : nullptr) {}
+SocketRef::SocketRef(int fd) : s_(FdTable::Get().Acquire(fd)) {}
 
 SocketRef::~SocketRef() {
   if (s_ != nullptr) s_->Unref();
