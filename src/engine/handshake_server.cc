@@ -74,7 +74,7 @@ HsResult ServerHandshake::OnProposal(const wire::Proposal& p) {
   uint32_t want = std::max(wire::DecompressRingSize(p.rx_size_code),
                            wire::DecompressRingSize(p.tx_size_code));
   uint32_t ring = std::clamp(std::max(want, ring_bytes_), shm::kMinRingBytes, shm::kMaxRingBytes);
-  token_ = static_cast<uint32_t>(sys::Random64()) | 1u;
+  token_ = static_cast<uint32_t>(sys::FastRandom64()) | 1u;
   SlotGrant g;
   if (!GrantSlot(static_cast<pid_t>(p.pid), p.station_nonce, ring, token_, &g)) {
     return Decline(errno == ENOMEM ? wire::kDeclMem : wire::kDeclNoSmcdDev);
@@ -85,7 +85,7 @@ HsResult ServerHandshake::OnProposal(const wire::Proposal& p) {
   link_nonce_ = g.link_nonce;
   wire::Accept a;
   a.peer_id = HostPeerId();
-  a.server_pid = static_cast<uint32_t>(sys::GetPid());
+  a.server_pid = static_cast<uint32_t>(sys::CachedPid());
   a.link_nonce = g.link_nonce;
   a.segment_id = g.seg->id();
   a.slot = g.slot;

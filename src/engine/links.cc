@@ -65,7 +65,7 @@ bool GrantSlot(pid_t client_pid, uint64_t client_nonce, uint32_t ring_bytes, uin
                SlotGrant* out) {
   Links& l = L();
   std::lock_guard<std::mutex> lock(l.mu);
-  pid_t me = sys::GetPid();
+  pid_t me = sys::CachedPid();
   auto key = std::make_tuple(me, client_pid, client_nonce);
   auto it = l.server.find(key);
   out->first_contact = it == l.server.end();
@@ -93,7 +93,7 @@ shm::Segment* FindOfferedSegment(pid_t server_pid, uint64_t link_nonce, uint32_t
   std::lock_guard<std::mutex> lock(l.mu);
   ClientKey key{server_pid, link_nonce, segment_id};
   if (auto it = l.client.find(key); it != l.client.end()) return it->second.get();
-  if (!l.station.is_open() || l.station_pid != sys::GetPid()) return nullptr;
+  if (!l.station.is_open() || l.station_pid != sys::CachedPid()) return nullptr;
   shm::Offer offer;
   if (!l.station.TakeOffer(link_nonce, segment_id, server_pid, timeout_ms, &offer)) return nullptr;
   auto seg = shm::Segment::Attach(segment_id, offer.memfd, offer.segment_bytes);
@@ -106,7 +106,7 @@ shm::Segment* FindOfferedSegment(pid_t server_pid, uint64_t link_nonce, uint32_t
 shm::Station* LocalStation() {
   Links& l = L();
   std::lock_guard<std::mutex> lock(l.mu);
-  pid_t me = sys::GetPid();
+  pid_t me = sys::CachedPid();
   if (l.station.is_open() && l.station_pid == me) return &l.station;
   if (l.station.is_open()) l.station.ForgetAfterFork();  // the parent's: not ours to serve
   if (!l.station.Open()) return nullptr;

@@ -52,6 +52,7 @@ bool IsUserHandler(const void* fn) {
 }
 
 void AfterForkChild() {
+  sys::ForgetPid();
   std::unordered_set<Socket*> seen;
   FdTable& t = FdTable::Get();
   for (int fd = 0; fd < FdTable::kMaxFd; ++fd) {

@@ -68,6 +68,9 @@ int Accepted(Socket* listener, int nfd, int flags) {
   s->nonblock = (flags & SOCK_NONBLOCK) != 0;
   s->ring_bytes = listener->ring_bytes;
   FdTable::Get().Install(nfd, s);
+  // The client sends its Proposal as soon as it is connected: it is often here already, and
+  // answering now saves the application's event loop a round.
+  if (st == SockState::kServerHandshake && !s->Advance()) DropToPlain(nfd, s);
   s->Unref();
   return nfd;
 }
@@ -161,14 +164,17 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   s->nonblock = nonblock;
   s->saved_tos = saved;
   FdTable::Get().Install(fd, s);
-  if (r != 0 || nonblock) {
-    if (r == 0 && !s->Advance()) DropToPlain(fd, s);
+  if (r != 0) {
     s->Unref();
     errno = err;
     return r;
   }
-  if (!s->Advance()) {
+  if (!s->ConnectDone()) {
     DropToPlain(fd, s);
+    s->Unref();
+    return 0;
+  }
+  if (nonblock) {
     s->Unref();
     return 0;
   }

@@ -152,6 +152,12 @@ bool Socket::StartClient() {
   return OnResult(client_hs_->Start(), client_hs_->reason());
 }
 
+bool Socket::ConnectDone() {
+  std::lock_guard<std::mutex> lock(mu);
+  shm::UnmarkSyn(fd(), saved_tos);
+  return StartClient();
+}
+
 bool Socket::AdvanceConnecting() {
   pollfd p{fd(), POLLOUT, 0};
   if (sys::Poll(&p, 1, 0) <= 0) return true;
@@ -237,13 +243,13 @@ uint32_t Socket::HandshakeInterest() const {
 }
 
 bool Socket::Finish(uint64_t deadline_ns) {
-  uint64_t spin_end = sys::NowNs() + engine::SpinBudgetNs();
+  // No spinning here: every look at a handshake socket is a system call, and the peer's answer needs
+  // its own wake-up anyway.
   while (true) {
     if (!Advance()) return false;
     uint32_t interest = HandshakeInterest();
     if (interest == 0) return true;
     uint64_t now = sys::NowNs();
-    if (now < spin_end) continue;
     uint64_t until = hs_deadline_ns != 0 ? hs_deadline_ns : now + engine::ClcDeadlineNs();
     if (deadline_ns != 0 && deadline_ns < until) until = deadline_ns;
     if (now >= until) {

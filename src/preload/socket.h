@@ -47,6 +47,8 @@ class Socket {
   // Runs the handshake as far as it can without blocking. Returns false if the socket left usmc
   // (fell back or was reset): the caller must drop it and treat the fd as plain.
   bool Advance();
+  // The TCP connect completed synchronously: unmark the SYN and send the Proposal.
+  bool ConnectDone();
   // Drives the handshake to the end (blocking) or until deadline_ns. Returns false as Advance, and
   // on a timeout (the connection is then reset: errno ETIMEDOUT).
   bool Finish(uint64_t deadline_ns);

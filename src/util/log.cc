@@ -41,7 +41,7 @@ void WriteAll(int fd, const char* p, size_t n) {
 // Formats "usmc[pid]: <message>\n" into buf and returns its length.
 size_t FormatLine(char* buf, size_t cap, int saved_errno, const char* fmt,
                   va_list ap) {
-  int n = snprintf(buf, cap, "usmc[%d]: ", static_cast<int>(sys::GetPid()));
+  int n = snprintf(buf, cap, "usmc[%d]: ", static_cast<int>(sys::CachedPid()));
   if (n < 0) n = 0;
   size_t head = static_cast<size_t>(n);
   size_t room = cap - head - 1;  // one byte kept for the newline

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 
 namespace usmc::sys {
@@ -99,6 +100,24 @@ inline ssize_t GetRandom(void* b, size_t n, unsigned flags) {
   return syscall(SYS_getrandom, b, n, flags);
 }
 inline pid_t GetPid() { return static_cast<pid_t>(syscall(SYS_getpid)); }
+
+// getpid() without a system call. The cache is refreshed by ForgetPid() in a fork child (the preload's
+// atfork handler); a vfork child shares the parent's memory and must not refresh it.
+inline std::atomic<pid_t>& PidCache() {
+  static std::atomic<pid_t> pid{0};
+  return pid;
+}
+inline pid_t CachedPid() {
+  pid_t p = PidCache().load(std::memory_order_relaxed);
+  if (p == 0) {
+    p = GetPid();
+    PidCache().store(p, std::memory_order_relaxed);
+  }
+  return p;
+}
+inline void ForgetPid() { PidCache().store(0, std::memory_order_relaxed); }
+
+
 inline int Fstat(int fd, struct stat* st) { return static_cast<int>(syscall(SYS_fstat, fd, st)); }
 inline ssize_t ReadLinkAt(int dirfd, const char* path, char* buf, size_t n) {
   return syscall(SYS_readlinkat, dirfd, path, buf, n);
@@ -117,6 +136,16 @@ inline uint64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// A fast non-cryptographic 64-bit value (tokens that only catch mistakes, not attackers).
+inline uint64_t FastRandom64() {
+  static thread_local uint64_t state = 0;
+  if (state == 0) state = NowNs() ^ (static_cast<uint64_t>(GetPid()) << 32) ^ 0x9E3779B97F4A7C15ull;
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return state;
 }
 
 // A random 64-bit value that is never 0.
