@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -64,12 +65,18 @@ uint64_t HostPeerId() {
   return id;
 }
 
+uint32_t RingBytesFor(uint64_t requested) {
+  uint32_t r = shm::kMinRingBytes;
+  while (r < requested && r < shm::kMaxRingBytes) r <<= 1;
+  return r;
+}
+
 uint32_t DefaultRingBytes() {
+  // `usmc run -r/-t` export USMC_RCVBUF/USMC_SNDBUF (like smc_run); a slot's two rings share a size.
   static const uint32_t bytes = [] {
     long v = EnvLong("USMC_RING_BYTES", 256 * 1024);
-    uint32_t r = shm::kMinRingBytes;
-    while (r < static_cast<uint64_t>(v) && r < shm::kMaxRingBytes) r <<= 1;
-    return r;
+    v = std::max({v, EnvLong("USMC_RCVBUF", 0), EnvLong("USMC_SNDBUF", 0)});
+    return RingBytesFor(static_cast<uint64_t>(v));
   }();
   return bytes;
 }

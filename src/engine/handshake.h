@@ -26,6 +26,7 @@ enum class HsResult {
 uint64_t ClcDeadlineNs();  // USMC_CLC_TIMEOUT_MS, default 6000 ms as CLC_WAIT_TIME
 uint64_t HostPeerId();     // this host's identity in CLC messages
 uint32_t DefaultRingBytes();
+uint32_t RingBytesFor(uint64_t requested);  // smallest ring size class that holds `requested`
 
 class ClientHandshake {
  public:

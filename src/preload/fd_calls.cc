@@ -34,6 +34,7 @@ int OtherFdOf(Socket* s, int gone) {
 
 // Our part of closing fd (the caller closes the kernel fd afterwards).
 void Forget(int fd) {
+  ForgetBufferSize(fd);
   if (!FdTable::Get().Maybe(fd)) {
     if (EpollIsManaged(fd)) EpollClosed(fd);
     return;
@@ -170,6 +171,9 @@ int ioctl(int fd, unsigned long req, ...) {
 }
 
 int setsockopt(int fd, int level, int name, const void* val, socklen_t len) {
+  if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF) && len >= sizeof(int)) {
+    RememberBufferSize(fd, *static_cast<const int*>(val));
+  }
   if (level == IPPROTO_TCP && (name == TCP_NODELAY || name == TCP_CORK) && FdTable::Get().Maybe(fd)) {
     SocketRef s(fd);
     if (s && s->state() == SockState::kActive) return 0;  // the TCP socket only carries doorbells now

@@ -52,6 +52,7 @@ void RegisterListener(int fd) {
   }
   Socket* s = Socket::New(SockState::kListener, Role::kServer, fd);
   s->registry = entry;
+  s->ring_bytes = TakeRingBytes(fd);
   FdTable::Get().Install(fd, s);
   s->Unref();
   USMC_LOG("fd=%d listener accelerated (rule '%s')", fd, rule.c_str());
@@ -162,6 +163,7 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   }
   Socket* s = Socket::New(SockState::kConnecting, Role::kClient, fd);
   s->nonblock = nonblock;
+  s->ring_bytes = TakeRingBytes(fd);
   s->saved_tos = saved;
   FdTable::Get().Install(fd, s);
   if (r != 0) {

@@ -6,7 +6,9 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <mutex>
+#include <unordered_map>
 
 #include "preload/epoll.h"
 #include "preload/fdtable.h"
@@ -267,6 +269,46 @@ bool Socket::Finish(uint64_t deadline_ns) {
 
 uint32_t Socket::Events() const {
   return state() == SockState::kActive ? conn_->Events() : 0;
+}
+
+namespace {
+std::mutex g_bufsize_mu;
+std::unordered_map<int, uint32_t>* g_bufsize = nullptr;  // fd -> requested bytes
+std::atomic<bool> g_bufsize_any{false};
+}  // namespace
+
+void RememberBufferSize(int fd, int bytes) {
+  if (bytes <= 0) return;
+  SocketRef s(fd);
+  if (s) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (s->state() == SockState::kListener) {
+      s->ring_bytes = std::max(s->ring_bytes, engine::RingBytesFor(static_cast<uint32_t>(bytes)));
+    }
+    return;  // an established connection keeps its rings, as SMC keeps its RMBs
+  }
+  std::lock_guard<std::mutex> lock(g_bufsize_mu);
+  if (g_bufsize == nullptr) g_bufsize = new std::unordered_map<int, uint32_t>();
+  uint32_t& v = (*g_bufsize)[fd];
+  v = std::max(v, static_cast<uint32_t>(bytes));
+  g_bufsize_any.store(true, std::memory_order_relaxed);
+}
+
+uint32_t TakeRingBytes(int fd) {
+  uint32_t ring = engine::DefaultRingBytes();
+  if (!g_bufsize_any.load(std::memory_order_relaxed)) return ring;
+  std::lock_guard<std::mutex> lock(g_bufsize_mu);
+  auto it = g_bufsize->find(fd);
+  if (it == g_bufsize->end()) return ring;
+  ring = engine::RingBytesFor(it->second);
+  g_bufsize->erase(it);
+  return ring;
+}
+
+void ForgetBufferSize(int fd) {
+  if (!g_bufsize_any.load(std::memory_order_relaxed)) return;
+  std::lock_guard<std::mutex> lock(g_bufsize_mu);
+  g_bufsize->erase(fd);
 }
 
 void LogMode(int fd, bool accelerated, Role role, uint32_t reason) {

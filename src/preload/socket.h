@@ -101,6 +101,12 @@ class Socket {
 // Logs a decision ("fd=N mode=SHM|TCP role=... [reason=...] local=... peer=...") when logging is on.
 void LogMode(int fd, bool accelerated, Role role, uint32_t reason);
 
+// SO_RCVBUF/SO_SNDBUF size the rings (SMC does the same with its RMBs). Sizes asked for on a socket
+// that is not usmc's yet are remembered until connect()/listen() takes them or the fd is closed.
+void RememberBufferSize(int fd, int bytes);
+uint32_t TakeRingBytes(int fd);  // the ring size for fd's connection (default if nothing asked)
+void ForgetBufferSize(int fd);
+
 // Removes fd from usmc (fallback): the table entry goes and epoll registrations become native.
 void DropToPlain(int fd, Socket* s);
 
