@@ -1,0 +1,1 @@
+"""The `usmc bench` driver: see bench/usmc_bench.py."""
