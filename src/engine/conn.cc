@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <sys/epoll.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "util/sys.h"
@@ -19,6 +20,7 @@ Conn::Conn(const Setup& s)
       seg_(s.seg),
       slot_(s.slot),
       ring_bytes_(s.seg->ring_bytes()) {
+  st_->id.ring_bytes = ring_bytes_;  // for `usmc ss`
   shm::SlotHeader* h = seg_->slot(slot_);
   bool client = side_ == shm::Side::kClient;
   tx_ = client ? &h->c2s : &h->s2c;
@@ -107,7 +109,9 @@ void SpinPause(unsigned iteration) {
   }
 }
 
-uint64_t SpinBudgetNs() {
+namespace {
+
+uint64_t MaxSpinNs() {
   static const uint64_t budget = [] {
     const char* v = getenv("USMC_SPIN_US");
     long us = v != nullptr ? strtol(v, nullptr, 10) : 50;
@@ -116,6 +120,28 @@ uint64_t SpinBudgetNs() {
     return static_cast<uint64_t>(us) * 1000;
   }();
   return budget;
+}
+
+// Per thread: a spin that ends in a sleep halves the next window, one that is answered widens it again
+// (as adaptive mutexes do). With more spinners than CPUs most spins fail, and the window shrinks
+// instead of burning the time the peer needs.
+thread_local uint64_t t_spin_ns = ~0ull;
+
+}  // namespace
+
+uint64_t SpinBudgetNs() {
+  if (t_spin_ns == ~0ull) t_spin_ns = MaxSpinNs();
+  return t_spin_ns;
+}
+
+void SpinOutcome(bool answered) {
+  uint64_t max = MaxSpinNs();
+  uint64_t cur = SpinBudgetNs();
+  if (answered) {
+    t_spin_ns = std::min(max, cur + max / 8 + 1);
+  } else {
+    t_spin_ns = std::max<uint64_t>(max / 64, cur / 2);
+  }
 }
 
 }  // namespace usmc::engine

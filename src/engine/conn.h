@@ -84,11 +84,11 @@ class Conn {
   bool PeerDoneWriting() const;
   static bool PeerAborted(uint32_t peer_flags, uint32_t local_flags);
   static bool PeerDone(uint32_t peer_flags, uint32_t local_flags);
-  ssize_t RecvOnce(const iovec* iov, int iovcnt, size_t done, size_t want, int flags);
+  ssize_t RecvOnce(const iovec* iov, int iovcnt, size_t done, size_t want, int flags, bool first);
   // tx.cc
   int64_t ValidatedWritable();  // under tx_mu
   size_t CopyIn(const iovec* iov, int iovcnt, size_t skip, size_t n, wire::Cursor at);
-  ssize_t SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, int flags);
+  ssize_t SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, int flags, bool first);
   int SendError(int flags) const;
   // wait.cc
   uint64_t WatchWord(uint32_t want) const;
@@ -108,8 +108,10 @@ class Conn {
   uint8_t* rx_data_;
 };
 
-// Spin budget before sleeping (USMC_SPIN_US, default 50 µs).
+// This thread's spin window before sleeping: at most USMC_SPIN_US (default 50 µs), adapted by
+// SpinOutcome() — whether the last spin was answered before its window ran out.
 uint64_t SpinBudgetNs();
+void SpinOutcome(bool answered);
 // One step of a spin-wait. Yields the CPU now and then: on a small machine the peer we wait for may
 // be queued on our CPU, and spinning would only delay it.
 void SpinPause(unsigned iteration);

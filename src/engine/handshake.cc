@@ -156,6 +156,7 @@ HsResult ClientHandshake::Step() {
     wire::Decline d;
     bool ok = wire::Decode({buf, len}, &d) == wire::ParseStatus::kOk;
     reason_ = ok && d.diagnosis != 0 ? d.diagnosis : wire::kDeclPeerDecl;
+    peer_declined_ = true;
     return HsResult::kFallback;
   }
   wire::Accept a;

@@ -37,6 +37,7 @@ class ClientHandshake {
   HsResult Step();
   std::unique_ptr<Conn> TakeConn() { return std::move(conn_); }
   uint32_t reason() const { return reason_; }
+  bool peer_declined() const { return peer_declined_; }  // reason() is the peer's diagnosis
 
  private:
   HsResult OnAccept(const wire::Accept& a);
@@ -45,6 +46,7 @@ class ClientHandshake {
   int fd_;
   uint32_t ring_bytes_;
   uint32_t reason_ = 0;
+  bool peer_declined_ = false;
   std::unique_ptr<Conn> conn_;
 };
 

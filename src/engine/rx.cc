@@ -58,7 +58,7 @@ void Conn::Consume(size_t n) {
   Cursor next = cons.Advance(static_cast<uint32_t>(n), ring_bytes_);
   st_->rx_cons.store(next.ToWord(), std::memory_order_relaxed);
   rx_->c.cons.store(next.ToWord(), std::memory_order_release);
-  st_->bytes_in.fetch_add(n, std::memory_order_relaxed);
+  stats::Add(st_->bytes_in, n);  // single writer (rx_mu): no locked add
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (rx_->p.waiting_for_space.load(std::memory_order_relaxed) == 0) return;
   // RFC 7609's minimum window increase: wake the producer once 10% of the ring is free, or all of it.
@@ -68,10 +68,13 @@ void Conn::Consume(size_t n) {
   if (rx_->p.waiting_for_space.exchange(0, std::memory_order_acq_rel) != 0) Ring();
 }
 
-ssize_t Conn::RecvOnce(const iovec* iov, int iovcnt, size_t done, size_t want, int flags) {
+ssize_t Conn::RecvOnce(const iovec* iov, int iovcnt, size_t done, size_t want, int flags,
+                       bool first) {
   ArenaLock lock(&st_->rx_mu);
+  USMC_COUNT(if (first) stats::Inc(st_->rx.calls));
   int64_t readable = ValidatedReadable();
   if (readable <= 0) return readable;
+  USMC_COUNT(if (readable == ring_bytes_) stats::Inc(st_->rx.full));  // the peer's sends found it full
   bool peek = flags & MSG_PEEK;
   Cursor cons = Cursor::FromWord(st_->rx_cons.load(std::memory_order_relaxed));
   size_t skip = peek ? 0 : done;
@@ -90,7 +93,7 @@ ssize_t Conn::Recv(const iovec* iov, int iovcnt, int flags, int timeout_ms) {
   bool waitall = (flags & MSG_WAITALL) && !(flags & MSG_PEEK);
   uint64_t deadline = timeout_ms > 0 ? sys::NowNs() + uint64_t(timeout_ms) * 1000000 : 0;
   size_t done = 0;
-  while (true) {
+  for (bool first = true;; first = false) {
     uint32_t peer = rx_->p.conn_flags.load(std::memory_order_acquire);
     if (PeerAborted(peer, st_->flags.load(std::memory_order_acquire))) {
       if (done > 0) return static_cast<ssize_t>(done);
@@ -98,7 +101,7 @@ ssize_t Conn::Recv(const iovec* iov, int iovcnt, int flags, int timeout_ms) {
       return -1;
     }
     bool eof = PeerDoneWriting();  // read before the cursor: the flag follows the last byte
-    ssize_t n = RecvOnce(iov, iovcnt, done, want, flags);
+    ssize_t n = RecvOnce(iov, iovcnt, done, want, flags, first);
     if (n < 0) {
       errno = ECONNRESET;
       return done > 0 ? static_cast<ssize_t>(done) : -1;

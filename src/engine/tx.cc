@@ -54,17 +54,22 @@ size_t Conn::CopyIn(const iovec* iov, int iovcnt, size_t skip, size_t n, Cursor 
   return copied;
 }
 
-ssize_t Conn::SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, int flags) {
+ssize_t Conn::SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, int flags,
+                       bool first) {
   ArenaLock lock(&st_->tx_mu);
+  USMC_COUNT(if (first) stats::Inc(st_->tx.calls));
   int64_t space = ValidatedWritable();
-  if (space <= 0) return space;
+  if (space <= 0) {
+    USMC_COUNT(if (space == 0) stats::Inc(st_->tx.full));
+    return space;
+  }
   size_t n = std::min(static_cast<size_t>(space), total - done);
   Cursor prod = Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
   CopyIn(iov, iovcnt, done, n, prod);
   Cursor next = prod.Advance(static_cast<uint32_t>(n), ring_bytes_);
   st_->tx_prod.store(next.ToWord(), std::memory_order_relaxed);
   tx_->p.prod.store(next.ToWord(), std::memory_order_release);
-  st_->bytes_out.fetch_add(n, std::memory_order_relaxed);
+  stats::Add(st_->bytes_out, n);  // single writer (tx_mu): no locked add
   std::atomic_thread_fence(std::memory_order_seq_cst);
   // MSG_MORE defers the wake-up (cork): the data is visible, the sleeping peer is told later.
   if (!(flags & MSG_MORE) && tx_->c.waiting_for_data.load(std::memory_order_relaxed) != 0 &&
@@ -94,14 +99,14 @@ ssize_t Conn::Send(const iovec* iov, int iovcnt, int flags, int timeout_ms) {
   bool nonblock = (flags & MSG_DONTWAIT) || nonblocking();
   uint64_t deadline = timeout_ms > 0 ? sys::NowNs() + uint64_t(timeout_ms) * 1000000 : 0;
   size_t done = 0;
-  while (true) {
+  for (bool first = true;; first = false) {
     if (int err = SendError(flags); err != 0) {
       if (done > 0) return static_cast<ssize_t>(done);
       errno = err;
       return -1;
     }
     if (total == 0) return 0;
-    ssize_t n = SendOnce(iov, iovcnt, done, total, flags);
+    ssize_t n = SendOnce(iov, iovcnt, done, total, flags, first);
     if (n < 0) {
       errno = ECONNRESET;
       return done > 0 ? static_cast<ssize_t>(done) : -1;

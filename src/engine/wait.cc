@@ -34,6 +34,7 @@ int RemainingMs(uint64_t deadline_ns, int32_t sleepers) {
 void Conn::Ring() {
   char bell = 1;
   sys::Send(tcp_fd(), &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  CountThread(stats::kTDoorbellsSent);
 }
 
 void Conn::Break() {
@@ -68,6 +69,7 @@ void Conn::Pump() {
   char buf[256];
   while (true) {
     ssize_t r = sys::Recv(tcp_fd(), buf, sizeof buf, MSG_DONTWAIT);
+    if (r > 0) CountThread(stats::kTDoorbellsReceived, static_cast<uint64_t>(r));
     if (r == static_cast<ssize_t>(sizeof buf)) continue;
     if (r > 0) return;
     if (r == 0) {
@@ -103,7 +105,10 @@ int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
     uint64_t now_word = WatchWord(want);
     if (now_word != seen || (i & 63) == 0) {
       seen = now_word;
-      if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
+      if (uint32_t ev = Events(); ev & mask) {
+        CountThread(stats::kTSpinWakeups);
+        return static_cast<int>(ev);
+      }
     }
     if ((i & 63) == 0) {
       uint64_t now = sys::NowNs();
@@ -118,6 +123,7 @@ int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
       continue;
     }
     pollfd p{tcp_fd(), POLLIN, 0};
+    CountThread(stats::kTSleeps);
     int r = sys::Poll(&p, 1, RemainingMs(deadline_ns, st_->sleepers.load()));
     int err = errno;
     Disarm();

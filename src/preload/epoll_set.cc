@@ -192,9 +192,11 @@ int EpollSet::Kernel(epoll_event* out, int max, int timeout_ms, const sigset_t* 
 int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t* mask) {
   uint64_t start = sys::NowNs();
   uint64_t spin_end = start + engine::SpinBudgetNs();
+  bool spun = false;  // did this call spin (its outcome adapts the window)
   for (unsigned i = 0;; ++i) {
     int n = Collect(out, max);
     if (n > 0) {
+      if (spun) engine::SpinOutcome(true);
       if (n < max && calls_++ % kKernelShareEvery == 0) {
         int k = Kernel(out + n, max - n, 0, mask, false);
         if (k > 0) n += k;
@@ -206,11 +208,16 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t
     int64_t left = timeout_ns < 0 ? -1 : timeout_ns - static_cast<int64_t>(now - start);
     if (timeout_ns >= 0 && left <= 0) return Kernel(out, max, 0, mask, true);
     if (now < spin_end) {
+      spun = true;
       if (i % kKernelCheckEvery == 0) {
         if (int k = Kernel(out, max, 0, mask, true); k != 0) return k;
       }
       engine::SpinPause(i);
       continue;
+    }
+    if (spun) {
+      engine::SpinOutcome(false);
+      spun = false;
     }
     std::vector<Socket*> armed;
     bool sleep = ArmAll(armed);

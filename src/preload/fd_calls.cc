@@ -14,6 +14,7 @@
 #include "preload/fdtable.h"
 #include "preload/real.h"
 #include "preload/socket.h"
+#include "stats/record.h"
 #include "util/sys.h"
 
 namespace usmc::preload {
@@ -35,6 +36,7 @@ int OtherFdOf(Socket* s, int gone) {
 // Our part of closing fd (the caller closes the kernel fd afterwards).
 void Forget(int fd) {
   ForgetBufferSize(fd);
+  stats::FdClosed(fd);
   if (!FdTable::Get().Maybe(fd)) {
     if (EpollIsManaged(fd)) EpollClosed(fd);
     return;

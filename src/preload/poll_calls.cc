@@ -99,18 +99,25 @@ int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
   uint64_t spin_end = start + engine::SpinBudgetNs();
   std::vector<pollfd> scratch;
   timespec zero{0, 0};
+  bool spun = false;
   for (unsigned i = 0;; ++i) {
     if (Evaluate(fds, m) > 0 || timeout_ns == 0) {
+      if (spun) engine::SpinOutcome(true);
       if (KernelPoll(fds, n, m, &zero, mask, scratch) < 0) return -1;
       return Merge(fds, n, m);
     }
     uint64_t now = sys::NowNs();
     if (now < spin_end && (timeout_ns < 0 || now - start < static_cast<uint64_t>(timeout_ns))) {
+      spun = true;
       if (i % kKernelCheckEvery == 0 && KernelPoll(fds, n, m, &zero, mask, scratch) != 0) {
         return Merge(fds, n, m);
       }
       engine::SpinPause(i);
       continue;
+    }
+    if (spun) {
+      engine::SpinOutcome(false);
+      spun = false;
     }
     if (!ArmAll(fds, m)) {
       DisarmAll(m);

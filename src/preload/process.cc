@@ -14,6 +14,7 @@
 #include "preload/fdtable.h"
 #include "preload/real.h"
 #include "preload/socket.h"
+#include "stats/record.h"
 #include "util/log.h"
 #include "util/sys.h"
 
@@ -53,6 +54,7 @@ bool IsUserHandler(const void* fn) {
 
 void AfterForkChild() {
   sys::ForgetPid();
+  stats::AfterForkChild();
   std::unordered_set<Socket*> seen;
   FdTable& t = FdTable::Get();
   for (int fd = 0; fd < FdTable::kMaxFd; ++fd) {

@@ -13,6 +13,7 @@
 #include "preload/process.h"
 #include "preload/real.h"
 #include "preload/socket.h"
+#include "stats/record.h"
 #include "util/log.h"
 #include "util/sys.h"
 #include "wire/decline.h"
@@ -55,6 +56,7 @@ void RegisterListener(int fd) {
   s->ring_bytes = TakeRingBytes(fd);
   FdTable::Get().Install(fd, s);
   s->Unref();
+  stats::RecordListener(fd, reinterpret_cast<sockaddr*>(&ss));
   USMC_LOG("fd=%d listener accelerated (rule '%s')", fd, rule.c_str());
 }
 
@@ -76,20 +78,33 @@ int Accepted(Socket* listener, int nfd, int flags) {
   return nfd;
 }
 
-bool WantsLink(int fd, const sockaddr* addr, socklen_t len) {
+// False with *why = 0: not a TCP connect usmc decides on; with a reason: a fallback (see PlainConnect).
+bool WantsLink(int fd, const sockaddr* addr, socklen_t len, uint32_t* why) {
+  *why = 0;
   if (addr == nullptr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) return false;
   if (!IsTcpSocket(fd)) return false;
   std::string rule;
   if (!Rules().ShouldAccelerate(util::Role::kClient, addr, len, &rule)) {
-    USMC_LOG("fd=%d mode=TCP role=client reason=%s rule='%s'", fd, wire::DeclineName(wire::kDeclRule),
-             rule.c_str());
+    USMC_LOG("fd=%d client rule '%s' says tcp", fd, rule.c_str());
+    *why = wire::kDeclRule;
     return false;
   }
   if (!shm::IsLocalAddress(addr, len) || !shm::LookupListener(addr, len, true)) {
-    USMC_LOG("fd=%d mode=TCP role=client reason=%s", fd, wire::DeclineName(wire::kDeclNoListener));
+    *why = wire::kDeclNoListener;
     return false;
   }
   return true;
+}
+
+// A connect usmc leaves alone: logged and recorded once the kernel has bound the local address.
+int PlainConnect(int fd, const sockaddr* addr, socklen_t len, uint32_t why) {
+  int r = REAL(connect)(fd, addr, len);
+  int err = errno;
+  if (why != 0 && (r == 0 || err == EINPROGRESS)) {
+    LogMode(fd, false, Role::kClient, why, nullptr, false, addr, len);
+  }
+  errno = err;
+  return r;
 }
 
 // Blocking connect is done: run the handshake to its end, as the kernel's connect() does.
@@ -150,7 +165,8 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
       return -1;
     }
   }
-  if (!WantsLink(fd, addr, len)) return REAL(connect)(fd, addr, len);
+  uint32_t why = 0;
+  if (!WantsLink(fd, addr, len, &why)) return PlainConnect(fd, addr, len, why);
   shm::SavedTos saved;
   if (!shm::MarkSyn(fd, &saved)) return REAL(connect)(fd, addr, len);
   bool nonblock = (sys::Fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;

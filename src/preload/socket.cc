@@ -7,11 +7,13 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
 #include "preload/epoll.h"
 #include "preload/fdtable.h"
+#include "stats/record.h"
 #include "util/log.h"
 #include "util/sys.h"
 #include "wire/decline.h"
@@ -122,8 +124,8 @@ bool Socket::OnResult(engine::HsResult r, uint32_t why) {
     case engine::HsResult::kWantRead:
       if (sys::NowNs() < hs_deadline_ns) return true;
       reason = wire::kDeclClcTimeout;
+      LogMode(fd(), false, role_, reason);  // before the reset, while the peer address is known
       ResetTcp(fd());
-      LogMode(fd(), false, role_, reason);
       return false;
     case engine::HsResult::kDone:
       conn_ = role_ == Role::kClient ? client_hs_->TakeConn() : server_hs_->TakeConn();
@@ -132,16 +134,17 @@ bool Socket::OnResult(engine::HsResult r, uint32_t why) {
       client_hs_.reset();
       server_hs_.reset();
       state_.store(SockState::kActive, std::memory_order_release);
-      LogMode(fd(), true, role_, 0);
+      LogMode(fd(), true, role_, 0, conn_->state());
       return true;
     case engine::HsResult::kFallback:
       reason = why;
-      LogMode(fd(), false, role_, why);
+      LogMode(fd(), false, role_, why, nullptr,
+              why == wire::kDeclPeerDecl || (client_hs_ && client_hs_->peer_declined()));
       return false;
     case engine::HsResult::kReset:
       reason = why;
-      ResetTcp(fd());
       LogMode(fd(), false, role_, why);
+      ResetTcp(fd());
       return false;
   }
   return false;
@@ -311,12 +314,28 @@ void ForgetBufferSize(int fd) {
   g_bufsize->erase(fd);
 }
 
-void LogMode(int fd, bool accelerated, Role role, uint32_t reason) {
-  if (!util::LogEnabled()) return;
+void LogMode(int fd, bool accelerated, Role role, uint32_t reason, engine::ConnState* st,
+             bool by_peer, const sockaddr* peer_addr, socklen_t peer_len) {
+  int saved_errno = errno;
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
   sys::GetSockName(fd, reinterpret_cast<sockaddr*>(&local), &ll);
-  sys::GetPeerName(fd, reinterpret_cast<sockaddr*>(&peer), &pl);
+  if (peer_addr != nullptr && peer_len <= sizeof peer) {
+    memcpy(&peer, peer_addr, peer_len);  // a connect still in progress has no peer name yet
+  } else {
+    sys::GetPeerName(fd, reinterpret_cast<sockaddr*>(&peer), &pl);
+  }
+  stats::Decision d;
+  d.fd = fd;
+  d.role = role == Role::kClient ? stats::kRoleClient : stats::kRoleServer;
+  d.reason = accelerated ? 0 : reason;
+  d.origin = by_peer ? stats::kOriginPeer : stats::kOriginLocal;
+  d.st = accelerated ? st : nullptr;
+  d.local = reinterpret_cast<const sockaddr*>(&local);
+  d.peer = reinterpret_cast<const sockaddr*>(&peer);
+  if (!accelerated || st != nullptr) stats::RecordDecision(d);
+  errno = saved_errno;
+  if (!util::LogEnabled()) return;
   char l[80], p[80];
   FormatAddr(local, l, sizeof l);
   FormatAddr(peer, p, sizeof p);

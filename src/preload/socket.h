@@ -98,8 +98,12 @@ class Socket {
   Socket* next_free_ = nullptr;
 };
 
-// Logs a decision ("fd=N mode=SHM|TCP role=... [reason=...] local=... peer=...") when logging is on.
-void LogMode(int fd, bool accelerated, Role role, uint32_t reason);
+// Logs a decision ("fd=N mode=SHM|TCP role=... [reason=...] local=... peer=...") when logging is on,
+// and records it for `usmc ss`/`usmc stats` (src/stats): `st` is an accelerated connection's arena
+// record; `by_peer` marks a fallback the peer declined; `peer_addr` stands in for getpeername while a
+// connect is still in progress.
+void LogMode(int fd, bool accelerated, Role role, uint32_t reason, engine::ConnState* st = nullptr,
+             bool by_peer = false, const sockaddr* peer_addr = nullptr, socklen_t peer_len = 0);
 
 // SO_RCVBUF/SO_SNDBUF size the rings (SMC does the same with its RMBs). Sizes asked for on a socket
 // that is not usmc's yet are remembered until connect()/listen() takes them or the fd is closed.
