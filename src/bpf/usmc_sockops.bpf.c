@@ -2,12 +2,12 @@
  * 0xE2D4C3D9) on the SYN and SYN-ACK of sockets in the attached cgroup, and
  * per socket whether both directions of the handshake carried it.
  * See docs/BPF.md. */
+#include "usmc_sockops.h"
+
+#include <bpf/bpf_helpers.h>
 #include <linux/bpf.h>
 #include <linux/errno.h>
 #include <linux/tcp.h>
-#include <bpf/bpf_helpers.h>
-
-#include "usmc_sockops.h"
 
 #ifndef SOL_TCP
 #define SOL_TCP 6
@@ -78,28 +78,29 @@ static __always_inline void on_listen(struct bpf_sock_ops *skops) {
 /* Whether the header being built carries the option: every SYN; a SYN-ACK
  * only if the SYN carried it and the SYN-ACK is not a syncookie one (a
  * cookie connection keeps no SYN, so the server could not confirm later
- * while the client would). `final` counts the decision once, at write. */
+ * while the client would). The write callback runs only after a reserve, so
+ * the length callback (`at_len`) counts the decisions. */
 static __always_inline int wants_option(struct bpf_sock_ops *skops,
-                                        int final) {
+                                        int at_len) {
   __u8 flags = skops->skb_tcp_flags;
   if (!(flags & USMC_TH_SYN)) {
-    if (!final) count(USMC_STAT_HDR_OTHER);
+    if (at_len) count(USMC_STAT_HDR_OTHER);
     return 0;
   }
   if (!(flags & USMC_TH_ACK)) return 1;
   if (skops->args[0] == BPF_WRITE_HDR_TCP_SYNACK_COOKIE) {
-    if (final) count(USMC_STAT_SYNACK_COOKIE);
+    if (at_len) count(USMC_STAT_SYNACK_COOKIE);
     return 0;
   }
   if (find_option(skops, BPF_LOAD_HDR_OPT_TCP_SYN) != USMC_OPT_LEN) {
-    if (final) count(USMC_STAT_SYNACK_NO_PEER);
+    if (at_len) count(USMC_STAT_SYNACK_NO_PEER);
     return 0;
   }
   return 1;
 }
 
 static __always_inline void on_hdr_len(struct bpf_sock_ops *skops) {
-  if (!wants_option(skops, 0)) return;
+  if (!wants_option(skops, 1)) return;
   if (bpf_reserve_hdr_opt(skops, USMC_OPT_LEN, 0) != 0) {
     count(USMC_STAT_WRITE_ERROR);
   }
@@ -107,7 +108,7 @@ static __always_inline void on_hdr_len(struct bpf_sock_ops *skops) {
 
 static __always_inline void on_write_hdr(struct bpf_sock_ops *skops) {
   __u8 opt[USMC_OPT_LEN];
-  if (!wants_option(skops, 1)) return;
+  if (!wants_option(skops, 0)) return;
   fill_option(opt);
   long rc = bpf_store_hdr_opt(skops, opt, sizeof(opt), 0);
   if (rc == 0) {
@@ -154,8 +155,8 @@ static __always_inline void record(struct bpf_sock_ops *skops, __u8 side,
  * so the callbacks stop for the data packets. */
 static __always_inline void on_established(struct bpf_sock_ops *skops,
                                            __u8 side) {
-  int sent = (skops->bpf_sock_ops_cb_flags &
-              BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG) != 0;
+  int sent =
+      (skops->bpf_sock_ops_cb_flags & BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG) != 0;
   long found = find_option(
       skops, side == USMC_SIDE_ACTIVE ? 0 : BPF_LOAD_HDR_OPT_TCP_SYN);
   record(skops, side, sent, found);

@@ -37,19 +37,19 @@ struct usmc_peer_info {
 
 /* Slots of the per-CPU statistics array. */
 enum usmc_stat {
-  USMC_STAT_CONNECT = 0,       /* active sockets seen at connect() */
-  USMC_STAT_LISTEN,            /* listeners seen */
-  USMC_STAT_SYN_WRITTEN,       /* option written on a SYN */
-  USMC_STAT_SYNACK_WRITTEN,    /* option echoed on a SYN-ACK */
-  USMC_STAT_SYNACK_COOKIE,     /* SYN-ACK in syncookie mode: no echo */
-  USMC_STAT_SYNACK_NO_PEER,    /* SYN without the option: no echo */
-  USMC_STAT_ACTIVE_EST,        /* client sockets established */
-  USMC_STAT_PASSIVE_EST,       /* server sockets established */
-  USMC_STAT_ACTIVE_CAPABLE,    /* ... of which the peer is capable */
-  USMC_STAT_PASSIVE_CAPABLE,   /* ... of which the peer is capable */
-  USMC_STAT_WRITE_ERROR,       /* reserve/store of the option failed */
-  USMC_STAT_STORAGE_ERROR,     /* no socket storage */
-  USMC_STAT_HDR_OTHER,         /* option callbacks after the handshake */
+  USMC_STAT_CONNECT = 0,     /* active sockets seen at connect() */
+  USMC_STAT_LISTEN,          /* listeners seen */
+  USMC_STAT_SYN_WRITTEN,     /* option written on a SYN */
+  USMC_STAT_SYNACK_WRITTEN,  /* option echoed on a SYN-ACK */
+  USMC_STAT_SYNACK_COOKIE,   /* SYN-ACK in syncookie mode: no echo */
+  USMC_STAT_SYNACK_NO_PEER,  /* SYN without the option: no echo */
+  USMC_STAT_ACTIVE_EST,      /* client sockets established */
+  USMC_STAT_PASSIVE_EST,     /* server sockets established */
+  USMC_STAT_ACTIVE_CAPABLE,  /* ... of which the peer is capable */
+  USMC_STAT_PASSIVE_CAPABLE, /* ... of which the peer is capable */
+  USMC_STAT_WRITE_ERROR,     /* reserve/store of the option failed */
+  USMC_STAT_STORAGE_ERROR,   /* no socket storage */
+  USMC_STAT_HDR_OTHER,       /* option callbacks after the handshake */
   USMC_STAT_COUNT,
 };
 

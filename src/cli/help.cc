@@ -119,31 +119,60 @@ SYNOPSIS
 
 DESCRIPTION
     Lists the sockets of the processes running under usmc, like smcss(8)
-    does for kernel SMC. By default it shows the established connections,
+    does for kernel SMC. By default it shows the accelerated connections,
     one line each:
-        State  PID  Local Address  Peer Address  Mode
-    Mode is SHM for a connection whose data moves through shared memory, or
-    TCP followed by the fallback reason (the CLC decline code, as smcss
-    shows it) for one that fell back. Sockets usmc never took over are not
-    listed; use ss(8) for those.
+        State  UID  PID/Program  Local Address  Peer Address  Mode
+    Mode is SHM for a connection whose data moves through shared memory,
+    or TCP and the fallback reason for one that stays plain TCP: the CLC
+    decline code's name as smcss shows it (PEERNOSMC, ...) or a usmc
+    reason (RULE: a rule said tcp; NOLISTENER: no accelerated listener at
+    the destination; SERVERFIRST, CLCTIMEOUT, ...). PEERDECL/NAME means the
+    peer declined with diagnosis NAME. State is ACTIVE, LISTEN,
+    PEERCLOSEWAIT (we shut down writing), APPCLOSEWAIT (the peer is done,
+    the program has not closed), CLOSED or PEERABORT.
+
+    Each process under usmc keeps its records in a memfd named usmc-arena
+    (shared with its forks), which usmc ss reads through /proc/PID/fd: you
+    see your own processes, root sees all. A connection shared by forks is
+    listed once; PID is the process that made it. Sockets of a process
+    that exited or was killed are gone with it. A program that never
+    touched a TCP socket has no arena and is not listed.
 
 OPTIONS
     -a, --all
-        Also show listening sockets and connections that are closing.
+        All sockets: also the connections that fell back to TCP and the
+        accelerated listeners.
 
     -l, --listening
-        Show only the accelerated listeners (the registry entries of this
-        network namespace).
+        Only the accelerated listeners.
 
     -d, --details
-        Add the ring details: buffer sizes, the producer and consumer
-        cursors of both directions, and the flags (waiting, done writing).
+        Add the ring details: role, fd, ring size, our producer cursor
+        (txprod) and the peer's consumer cursor as last validated (txcons),
+        the peer's producer cursor as last validated (rxprod) and our
+        consumer cursor (rxcons), all as wrap:count in hex like smcss;
+        bytes in flight (txprod - txcons) and unread (rxprod - rxcons) as
+        of those cursors, bytes sent and received, and the flags (SHUT_RD,
+        SHUT_WR, PEER_FIN, PEER_RESET, BROKEN, NONBLOCK). Fallback reasons
+        show their code: TCP 0x03010000/PEERNOSMC.
 
     --json
-        Print a JSON array with one object per socket instead of a table.
+        Print a JSON array, one object per socket, with these keys:
+        state, uid, pid, pids (every process holding the arena), program,
+        fd, inode, role ("client"|"server"), mode ("SHM"|"TCP"|"RDMA"),
+        listening (bool), reason, reason_code ("0x..."), reason_origin
+        ("local"|"peer") - the three are null unless mode is TCP -,
+        local, local_addr, local_port, peer, peer_addr, peer_port,
+        ring_bytes, bytes_out, bytes_in, send_calls, recv_calls,
+        ring_full_local, ring_full_peer, tx_prod, tx_peer_cons,
+        rx_peer_prod, rx_cons (cursor strings "wrap:count"), tx_inflight,
+        rx_unread, flags (array of names), created_ns (CLOCK_REALTIME).
+        Byte and call counts are those of accelerated connections; a
+        fallback's data goes through the kernel and is not counted.
 
     --pid PID
-        Only the sockets of process PID.
+        Only the sockets of the processes sharing PID's arena (PID and its
+        forks).
 
     --port PORT
         Only the sockets whose local or peer port is PORT.
@@ -152,11 +181,14 @@ OPTIONS
         Print this text.
 
 ENVIRONMENT
-    None. Only the processes of the calling user are visible, all of them
-    for root.
+    None.
+
+EXIT STATUS
+    0, or 2 for a usage error.
 
 EXAMPLES
     usmc ss
+    usmc ss -a
     usmc ss -l
     usmc ss -d --port 6379
     usmc ss --json --pid 4242
@@ -166,26 +198,59 @@ constexpr const char kStatsHelp[] = R"(NAME
     usmc stats - show or reset usmc statistics
 
 SYNOPSIS
-    usmc stats [show | reset] [--json] [--watch [SECONDS]]
+    usmc stats [show | reset] [--json] [--watch [SECONDS] [--count N]]
+               [--pid PID]
 
 DESCRIPTION
     Shows the counters of the processes running under usmc, like
-    "smcd stats" does for kernel SMC: total connections, connections in
-    shared memory (client and server side), handshake errors, fallbacks to
-    TCP with a count per reason code, data sent and received (bytes and
-    calls), how often a ring was full (locally and at the peer), wake-ups
-    (doorbells) sent, and the buffer-size and request-size histograms.
+    "smcd stats" does for kernel SMC, for the host (the sum) and per
+    process (a process and its forks share one set):
+      connections accelerated (SHM) and fallen back to TCP, client and
+      server side; handshake errors (connections reset during the CLC
+      handshake); listeners; connections open now;
+      bytes and calls sent and received, average requests (send and
+      receive calls) per accelerated connection;
+      ring full: local - a send found the ring to the peer full; peer - a
+      receive found our ring full, so the peer's sends had to wait;
+      wake-ups: doorbells sent and received, sleeps in the kernel, and
+      waits that were answered while spinning (no sleep);
+      rings allocated by size and in use by size, segments created, slots
+      reused;
+      fallbacks by reason, decided locally or declined by the peer.
 
-    show (the default) prints the counters; reset sets them to zero.
-    Counters are compiled out when usmc is built with
-    -DUSMC_COUNTERS=OFF; stats then reports only connection totals.
+    show (the default) prints them. reset stores the current values in
+    each process's arena; show then prints what happened since. The
+    counters live in the processes: a process that exits takes its share
+    of the host total with it.
+
+    The data-path counters (calls, ring full, wake-ups) cost two plain
+    instructions each, with no shared atomic, lock or system call; built
+    with -DUSMC_COUNTERS=OFF they are compiled out and shown as n/a.
 
 OPTIONS
     --json
-        Print the counters as one JSON object.
+        Print one JSON object: time_ns, processes_count, host and
+        processes (pid, pids, program, uid, start_ns, reset_ns, counters).
+        Counter objects have the keys conns_shm_client, conns_shm_server,
+        conns_tcp_client, conns_tcp_server, handshake_errors_client,
+        handshake_errors_server, listeners, bytes_out, bytes_in,
+        send_calls, recv_calls, ring_full_local, ring_full_peer,
+        doorbells_sent, doorbells_received, sleeps, spin_wakeups,
+        segments_created, slots_reused, conns_shm, conns_tcp, conns_total,
+        handshake_errors, avg_requests_per_conn, open_shm, open_tcp,
+        open_listeners, counters_compiled, rings_allocated and rings_in_use
+        (ring bytes -> count), fallback_reasons (NAME -> code, local,
+        peer). With reset: {"reset": N, "failed": M}.
 
     --watch [SECONDS]
-        Print the changes every SECONDS (default 1) until interrupted.
+        Redraw the report in place every SECONDS (default 1) until
+        interrupted, like top. With --json, one object per line.
+
+    --count N
+        With --watch: stop after N reports.
+
+    --pid PID
+        Only the process sharing PID's arena (show and reset).
 
     -h, --help
         Print this text.
@@ -193,10 +258,14 @@ OPTIONS
 ENVIRONMENT
     None.
 
+EXIT STATUS
+    0; 1 if a reset failed (no permission to write a process's arena);
+    2 for a usage error.
+
 EXAMPLES
     usmc stats
     usmc stats reset
-    usmc stats --json
+    usmc stats --json --pid 4242
     usmc stats --watch 2
 )";
 
@@ -264,42 +333,74 @@ EXAMPLES
 )";
 
 constexpr const char kBpfHelp[] = R"(NAME
-    usmc bpf - install or remove the BPF SYN-option helper
+    usmc bpf - install or remove the cross-host capability signal
 
 SYNOPSIS
-    usmc bpf install [--cgroup PATH]
-    usmc bpf uninstall [--cgroup PATH]
+    usmc bpf install [--cgroup PATH] [--pin-dir DIR]
+    usmc bpf uninstall [--pin-dir DIR]
+    usmc bpf status [--pin-dir DIR]
 
 DESCRIPTION
-    install loads a sockops BPF program and attaches it to a cgroup. It
-    puts the TCP experimental option that kernel SMC uses (kind 254,
-    ExID 0xE2D4C3D9) on the SYN and SYN-ACK of sockets in that cgroup and
-    records per socket whether the peer sent it. libusmc.so may use that
-    record as a hint about the peer; the CLC handshake on the connection
-    stays the authority. The program does not echo the option on SYN
-    cookies, so both sides agree.
-    The program and its map are pinned under /sys/fs/bpf/usmc; bpffs is
-    mounted on /sys/fs/bpf if needed.
+    install loads a sockops BPF program and attaches it to a cgroup v2
+    directory. For every TCP socket created inside that cgroup it puts the
+    option that kernel SMC uses (kind 254, ExID 0xE2D4C3D9) on the SYN,
+    echoes it on the SYN-ACK only if the SYN carried it (never on a SYN
+    cookie SYN-ACK, so both ends agree), and records per socket whether the
+    peer sent it. libusmc.so reads that record (read-only, no privileges
+    needed) as a hint that the peer on another host runs usmc; the CLC
+    handshake on the connection stays the authority.
 
-    uninstall detaches the program and removes the pins. Sockets that exist
-    keep working; new ones get no hint.
+    A socket belongs to the cgroup its creator was in at socket() time.
+    usmc run therefore moves the command into the cgroup before exec when
+    the signal is installed and the caller may write the cgroup's
+    cgroup.procs (root, or a delegated cgroup); usmc run --no-bpf does not.
+    Any other program can be started inside with
+        echo $$ > CGROUP/cgroup.procs; exec PROGRAM
 
-    Both need root (CAP_BPF and CAP_NET_ADMIN). A socket belongs to the
-    cgroup it was created in, so start the programs inside the cgroup.
+    The program, its link and maps are pinned in /sys/fs/bpf/usmc (bpffs is
+    mounted on /sys/fs/bpf if it is not; search permission for others is
+    added to it if missing). The record map is pinned read-only for all
+    (mode 0444). A symlink "cgroup" in that directory names the cgroup.
+    Installing again is a no-op; an incomplete installation is replaced.
+
+    uninstall detaches the program and removes the pins. If install created
+    the cgroup, uninstall moves the processes still in it to its parent
+    cgroup and removes it; a cgroup given with --cgroup that existed before
+    is left alone. Uninstalling when nothing is installed is a no-op.
+    Existing connections keep working; new sockets get no option.
+
+    status shows what is installed and the program's counters.
+
+    install and uninstall need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN).
 
 OPTIONS
     --cgroup PATH
-        The cgroup v2 directory to attach to (default: the cgroup v2 root).
+        The cgroup v2 directory to attach to; created if missing. A
+        relative PATH is below the cgroup2 mount. Default: "usmc" below the
+        cgroup2 mount (/sys/fs/cgroup/usmc, or /sys/fs/cgroup/unified/usmc
+        on hybrid systems). The cgroup2 root itself covers every socket on
+        the host.
+
+    --pin-dir DIR
+        Where to pin (default $USMC_BPF_PIN_DIR, else /sys/fs/bpf/usmc).
+        Must be on bpffs. Lets tests use an installation of their own.
 
     -h, --help
         Print this text.
 
 ENVIRONMENT
-    None.
+    USMC_BPF_PIN_DIR  the pin directory, for usmc bpf, usmc run and
+                      libusmc.so alike
+
+EXIT STATUS
+    0 on success, 1 on failure, 2 for a usage error. status: 0 when
+    installed and attached, 3 when not.
 
 EXAMPLES
     sudo usmc bpf install
-    sudo usmc bpf install --cgroup /sys/fs/cgroup/usmc
+    sudo usmc bpf install --cgroup /sys/fs/cgroup/system.slice
+    sudo usmc run -- redis-server --bind 10.0.0.1
+    usmc bpf status
     sudo usmc bpf uninstall
 )";
 

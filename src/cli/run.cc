@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bpf/cgroup.h"
 #include "cli/commands.h"
 #include "util/rules.h"
 
@@ -25,8 +26,8 @@ namespace usmc::cli {
 namespace {
 
 constexpr const char kRunUsage[] =
-    "usage: usmc run [-d] [-r SIZE] [-t SIZE] [--rules RULES] [--] COMMAND "
-    "[ARG...]\n";
+    "usage: usmc run [-d] [-r SIZE] [-t SIZE] [--rules RULES] [--no-bpf] [--] "
+    "COMMAND [ARG...]\n";
 constexpr const char kLibName[] = "libusmc.so";
 
 struct RunOptions {
@@ -34,6 +35,7 @@ struct RunOptions {
   std::string rcvbuf;  // in bytes, empty = not given
   std::string sndbuf;
   const char* rules = nullptr;
+  bool no_bpf = false;  // do not join the BPF capability signal's cgroup
 };
 
 // N, Nk or Nm (also K, M): a positive byte count that fits an int, as
@@ -66,6 +68,7 @@ int UsageError() {
 // The option getopt_long() just complained about.
 std::string OptionName(char** argv) {
   if (optopt == 'R') return "--rules";
+  if (optopt == 'B') return "--no-bpf";
   if (optopt != 0) return std::string("-") + static_cast<char>(optopt);
   return argv[optind - 1];
 }
@@ -73,6 +76,7 @@ std::string OptionName(char** argv) {
 // Returns -1 when parsing succeeded, else the exit status.
 int ParseOptions(int argc, char** argv, RunOptions* o) {
   static const option kLong[] = {{"rules", required_argument, nullptr, 'R'},
+                                 {"no-bpf", no_argument, nullptr, 'B'},
                                  {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
   optind = 1;
@@ -94,6 +98,9 @@ int ParseOptions(int argc, char** argv, RunOptions* o) {
         break;
       case 'R':
         o->rules = optarg;
+        break;
+      case 'B':
+        o->no_bpf = true;
         break;
       case 'h':
         PrintCommandHelp("run");
@@ -350,6 +357,8 @@ int RunCommand(int argc, char** argv) {
   }
   status = PrepareEnvironment(o);
   if (status >= 0) return status;
+  // Before exec: a socket belongs to the cgroup of its creator at socket().
+  if (!o.no_bpf) bpf::JoinSignalCgroup(o.debug);
   fflush(nullptr);
   char** cmd = argv + optind;
   execvp(cmd[0], cmd);

@@ -10,17 +10,22 @@
 
 namespace usmc::engine {
 
-__thread stats::ThreadBlock* t_thread_counters __attribute__((tls_model("initial-exec"))) = nullptr;
+__thread stats::ThreadBlock* t_thread_counters
+    __attribute__((tls_model("initial-exec"))) = nullptr;
 
 namespace {
 
-constexpr uint32_t kCapacity = 1u << 17;       // records per process family (virtual until touched)
-constexpr uint32_t kThreadCapacity = 1u << 12;  // counter blocks of live threads
-constexpr int kHighFd = 512;  // out of the way of programs that manage low fd numbers themselves
+constexpr uint32_t kCapacity =
+    1u << 17;  // records per process family (virtual until touched)
+constexpr uint32_t kThreadCapacity = 1u
+                                     << 12;  // counter blocks of live threads
+constexpr int kHighFd =
+    512;  // out of the way of programs that manage low fd numbers themselves
 
 pthread_key_t g_thread_key;
 bool g_thread_key_made = false;
-stats::ThreadBlock g_spare_block;    // when the arena is missing or out of blocks: counts are lost
+stats::ThreadBlock g_spare_block;  // when the arena is missing or out of
+                                   // blocks: counts are lost
 stats::ProcCounters g_spare_counters;
 
 uint64_t PageUp(uint64_t n) { return (n + 4095) & ~uint64_t{4095}; }
@@ -28,7 +33,8 @@ uint64_t PageUp(uint64_t n) { return (n + 4095) & ~uint64_t{4095}; }
 uint64_t RealtimeNs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
+         static_cast<uint64_t>(ts.tv_nsec);
 }
 
 void ReadComm(char* out, size_t cap) {
@@ -56,7 +62,8 @@ int64_t TakeBit(std::atomic<uint64_t>* words, uint32_t n) {
     uint64_t used = words[w].load(std::memory_order_relaxed);
     while (~used != 0) {
       int bit = __builtin_ctzll(~used);
-      if (words[w].compare_exchange_weak(used, used | (1ull << bit), std::memory_order_acq_rel)) {
+      if (words[w].compare_exchange_weak(used, used | (1ull << bit),
+                                         std::memory_order_acq_rel)) {
         return int64_t{w} * 64 + bit;
       }
     }
@@ -66,7 +73,8 @@ int64_t TakeBit(std::atomic<uint64_t>* words, uint32_t n) {
 
 void RaiseHigh(std::atomic<uint32_t>& high, uint32_t at_least) {
   uint32_t h = high.load(std::memory_order_relaxed);
-  while (h < at_least && !high.compare_exchange_weak(h, at_least, std::memory_order_release)) {
+  while (h < at_least &&
+         !high.compare_exchange_weak(h, at_least, std::memory_order_release)) {
   }
 }
 
@@ -77,14 +85,16 @@ void ThreadExit(void* block) {
 }  // namespace
 
 Arena& Arena::Get() {
-  static Arena* arena = new Arena();  // never destroyed: connections outlive static destructors
+  static Arena* arena =
+      new Arena();  // never destroyed: connections outlive static destructors
   return *arena;
 }
 
 Arena::Arena() {
   counters_ = &g_spare_counters;
   g_thread_key_made = pthread_key_create(&g_thread_key, &ThreadExit) == 0;
-  uint64_t off = 3 * 4096;  // header, counters, baseline: a page each (the CLI writes the baseline)
+  uint64_t off = 3 * 4096;  // header, counters, baseline: a page each (the CLI
+                            // writes the baseline)
   uint64_t thread_bitmap_off = off;
   off = PageUp(off + kThreadCapacity / 8);
   uint64_t threads_off = off;
@@ -96,7 +106,8 @@ Arena::Arena() {
   if (!Map(off)) return;
   auto* base = reinterpret_cast<uint8_t*>(header_);
   counters_ = reinterpret_cast<stats::ProcCounters*>(base + 4096);
-  threads_used_ = reinterpret_cast<std::atomic<uint64_t>*>(base + thread_bitmap_off);
+  threads_used_ =
+      reinterpret_cast<std::atomic<uint64_t>*>(base + thread_bitmap_off);
   threads_ = reinterpret_cast<stats::ThreadBlock*>(base + threads_off);
   used_ = reinterpret_cast<std::atomic<uint64_t>*>(base + record_bitmap_off);
   records_ = reinterpret_cast<ConnState*>(base + records_off);
@@ -118,7 +129,8 @@ bool Arena::Map(uint64_t total_bytes) {
     sys::Close(fd);
     return false;
   }
-  void* p = mmap(nullptr, total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  void* p = mmap(nullptr, total_bytes, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (p == MAP_FAILED) {
     sys::Close(fd);
     return false;
@@ -144,7 +156,8 @@ void Arena::InitHeader() {
   ReadComm(header_->comm, sizeof header_->comm);
   header_->start_ns = RealtimeNs();
   // The magic last: a reader that sees it sees the whole header.
-  std::atomic_ref<uint64_t>(header_->magic).store(stats::kArenaMagic, std::memory_order_release);
+  std::atomic_ref<uint64_t>(header_->magic)
+      .store(stats::kArenaMagic, std::memory_order_release);
 }
 
 ConnState* Arena::Alloc() {
@@ -200,16 +213,19 @@ void Arena::RetireThreadBlock(stats::ThreadBlock* b) {
   size_t i = static_cast<size_t>(b - threads_);
   if (threads_ == nullptr || i >= kThreadCapacity) return;
   for (uint32_t k = 0; k < stats::kThreadCounters; ++k) {
-    Count(static_cast<stats::Counter>(stats::kDoorbellsSent + k), b->v[k].load(std::memory_order_relaxed));
+    Count(static_cast<stats::Counter>(stats::kDoorbellsSent + k),
+          b->v[k].load(std::memory_order_relaxed));
     b->v[k].store(0, std::memory_order_relaxed);
   }
-  threads_used_[i / 64].fetch_and(~(1ull << (i % 64)), std::memory_order_release);
+  threads_used_[i / 64].fetch_and(~(1ull << (i % 64)),
+                                  std::memory_order_release);
 }
 
 stats::ThreadBlock* ThreadCountersSlow() {
   stats::ThreadBlock* b = Arena::Get().NewThreadBlock();
   if (b == nullptr || !g_thread_key_made) {
-    t_thread_counters = &g_spare_block;  // shared by such threads: their counts are approximate
+    t_thread_counters =
+        &g_spare_block;  // shared by such threads: their counts are approximate
     return &g_spare_block;
   }
   pthread_setspecific(g_thread_key, b);

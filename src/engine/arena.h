@@ -43,6 +43,11 @@ struct ConnState {
   std::atomic<int32_t> error;    // pending socket error (SO_ERROR), 0 if none
   std::atomic<uint32_t> gen;     // bumped by Alloc and Free: readers detect a record reused under them
   std::atomic<int32_t> sleepers;  // holders armed to sleep on this connection
+  // Several threads (or forked processes) blocked on one connection: one of them polls the TCP socket
+  // and drains its doorbells, the others sleep on a futex here and are woken when the poller wakes.
+  std::atomic<int32_t> poller;         // tid of the thread polling the TCP socket, 0 if none
+  std::atomic<uint32_t> wake_gen;      // futex word: bumped each time the poller wakes
+  std::atomic<int32_t> futex_waiters;  // threads sleeping on wake_gen
   pthread_mutex_t tx_mu;          // robust, process-shared
   pthread_mutex_t rx_mu;
   // Cursor words. Written under the lock of their direction; read without it for readiness.

@@ -92,6 +92,7 @@ class Conn {
   int SendError(int flags) const;
   // wait.cc
   uint64_t WatchWord(uint32_t want) const;
+  int SleepOnce(uint64_t deadline_ns);
   void Ring();
   void Break();
   bool Has(uint32_t flag) const;

@@ -110,6 +110,10 @@ wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len, wire::C
 
 ClientHandshake::ClientHandshake(int tcp_fd, uint32_t ring_bytes) : fd_(tcp_fd), ring_bytes_(ring_bytes) {}
 
+ClientHandshake::~ClientHandshake() {
+  if (conn_) conn_->Close();
+}
+
 HsResult ClientHandshake::Start() {
   shm::Station* station = LocalStation();
   if (station == nullptr) {
@@ -137,6 +141,14 @@ HsResult ClientHandshake::Decline(uint32_t code) {
   return SendMsg(fd_, d) ? HsResult::kFallback : HsResult::kReset;
 }
 
+bool ClientHandshake::GiveUp() {
+  reason_ = wire::kDeclClcTimeout;
+  wire::Decline d;
+  d.peer_id = HostPeerId();
+  d.diagnosis = wire::kDeclTimeoutCl;
+  return SendMsg(fd_, d);
+}
+
 HsResult ClientHandshake::Step() {
   uint8_t buf[wire::kClcMaxSize];
   size_t len = 0;
@@ -159,14 +171,13 @@ HsResult ClientHandshake::Step() {
     peer_declined_ = true;
     return HsResult::kFallback;
   }
+  // The whole message was consumed by its length, so the stream is in step: a bad Accept is declined
+  // and both ends carry on over TCP.
   wire::Accept a;
   wire::ParseStatus ds = hdr.type == wire::ClcType::kAccept ? wire::Decode({buf, len}, &a)
                                                             : wire::ParseStatus::kMalformed;
   if (ds == wire::ParseStatus::kUnsupportedVersion) return Decline(wire::kDeclVersMismat);
-  if (ds != wire::ParseStatus::kOk) {
-    reason_ = wire::kDeclClcMalformed;
-    return HsResult::kReset;
-  }
+  if (ds != wire::ParseStatus::kOk) return Decline(wire::kDeclClcMalformed);
   return OnAccept(a);
 }
 
@@ -174,11 +185,16 @@ HsResult ClientHandshake::OnAccept(const wire::Accept& a) {
   if (a.peer_id != HostPeerId()) return Decline(wire::kDeclNoSmcdDev);
   shm::Segment* seg = FindOfferedSegment(static_cast<pid_t>(a.server_pid), a.link_nonce,
                                          a.segment_id, kOfferWaitMs);
-  if (seg == nullptr) return Decline(wire::kDeclErrRtok);
+  if (seg == nullptr) {
+    USMC_LOG("fd=%d no segment %u of link %llx from pid %u (errno %d)", fd_, a.segment_id,
+             static_cast<unsigned long long>(a.link_nonce), a.server_pid, errno);
+    return Decline(wire::kDeclErrRtok);
+  }
   uint32_t ring = wire::DecompressRingSize(a.c2s_size_code);
   if (a.slot >= seg->slot_count() || ring != seg->ring_bytes() ||
       wire::DecompressRingSize(a.s2c_size_code) != ring ||
       seg->slot(a.slot)->token.load(std::memory_order_acquire) != a.conn_token) {
+    USMC_LOG("fd=%d slot %u of segment %u does not match the Accept", fd_, a.slot, a.segment_id);
     return Decline(wire::kDeclErrRtok);
   }
   conn_ = MakeConn(fd_, shm::Side::kClient, seg, a.slot);
@@ -191,9 +207,7 @@ HsResult ClientHandshake::OnAccept(const wire::Accept& a) {
   c.conn_token = a.conn_token;
   if (!SendMsg(fd_, c)) {
     reason_ = wire::kDeclIntErr;
-    conn_->Close();
-    conn_.reset();
-    return HsResult::kReset;
+    return HsResult::kReset;  // the destructor closes conn_
   }
   return HsResult::kDone;
 }

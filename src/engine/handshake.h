@@ -31,13 +31,18 @@ uint32_t RingBytesFor(uint64_t requested);  // smallest ring size class that hol
 class ClientHandshake {
  public:
   ClientHandshake(int tcp_fd, uint32_t ring_bytes);
+  ~ClientHandshake();  // a Conn made from an Accept but never taken is closed
   // Sends the Proposal. kFallback if the station cannot open or the send fails.
   HsResult Start();
   // Reads the Accept (or Decline), maps the segment, sends Confirm.
   HsResult Step();
+  // The server did not answer in time: decline, so that a late server falls back too. False if even
+  // the Decline cannot be sent.
+  bool GiveUp();
   std::unique_ptr<Conn> TakeConn() { return std::move(conn_); }
   uint32_t reason() const { return reason_; }
   bool peer_declined() const { return peer_declined_; }  // reason() is the peer's diagnosis
+  ConnState* state() const { return conn_ ? conn_->state() : nullptr; }  // after the Accept
 
  private:
   HsResult OnAccept(const wire::Accept& a);
@@ -62,6 +67,8 @@ class ServerHandshake {
     return std::move(conn_);
   }
   uint32_t reason() const { return reason_; }
+  // The arena record of a granted slot (holders counted across fork), or nullptr.
+  ConnState* state() const { return granted_ ? st_ : nullptr; }
 
  private:
   HsResult OnProposal(const wire::Proposal& p);
@@ -76,6 +83,7 @@ class ServerHandshake {
   uint32_t slot_ = 0;
   uint32_t token_ = 0;
   uint64_t link_nonce_ = 0;
+  ConnState* st_ = nullptr;
   std::unique_ptr<Conn> conn_;
 };
 

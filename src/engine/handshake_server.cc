@@ -16,10 +16,14 @@ ServerHandshake::ServerHandshake(int tcp_fd, uint32_t ring_bytes) : fd_(tcp_fd),
 ServerHandshake::~ServerHandshake() {
   if (conn_) {
     conn_->Close();
-  } else if (granted_ && seg_ != nullptr) {
-    seg_->ReleaseSlot(slot_, shm::Side::kClient);
-    seg_->ReleaseSlot(slot_, shm::Side::kServer);
+    return;
   }
+  if (!granted_ || st_ == nullptr) return;
+  // A forked holder may still be finishing this handshake: only the last one gives the slot back.
+  if (st_->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  seg_->ReleaseSlot(slot_, shm::Side::kClient);
+  seg_->ReleaseSlot(slot_, shm::Side::kServer);
+  Arena::Get().Free(st_);
 }
 
 HsResult ServerHandshake::Decline(uint32_t code) {
@@ -75,8 +79,13 @@ HsResult ServerHandshake::OnProposal(const wire::Proposal& p) {
                            wire::DecompressRingSize(p.tx_size_code));
   uint32_t ring = std::clamp(std::max(want, ring_bytes_), shm::kMinRingBytes, shm::kMaxRingBytes);
   token_ = static_cast<uint32_t>(sys::FastRandom64()) | 1u;
+  // The arena record comes first: it counts the holders of the granted slot across fork.
+  st_ = Arena::Get().Alloc();
+  if (st_ == nullptr) return Decline(wire::kDeclMem);
   SlotGrant g;
   if (!GrantSlot(static_cast<pid_t>(p.pid), p.station_nonce, ring, token_, &g)) {
+    Arena::Get().Free(st_);
+    st_ = nullptr;
     return Decline(errno == ENOMEM ? wire::kDeclMem : wire::kDeclNoSmcdDev);
   }
   granted_ = true;
@@ -108,15 +117,10 @@ HsResult ServerHandshake::OnConfirm(const wire::Confirm& c) {
     reason_ = wire::kDeclSyncErr;
     return HsResult::kReset;
   }
-  ConnState* st = Arena::Get().Alloc();
-  if (st == nullptr) {
-    reason_ = wire::kDeclMem;
-    return HsResult::kReset;
-  }
   Conn::Setup s;
   s.tcp_fd = fd_;
   s.side = shm::Side::kServer;
-  s.st = st;
+  s.st = st_;
   s.seg = seg_;
   s.slot = slot_;
   conn_ = std::make_unique<Conn>(s);

@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "engine/arena.h"
 #include "util/log.h"
 #include "util/sys.h"
 
@@ -42,7 +43,9 @@ Links& L() {
 shm::Segment* SegmentWithRoom(ServerLink& link, uint32_t ring_bytes, uint32_t token, int* slot) {
   for (auto& seg : link.segments) {
     if (seg->ring_bytes() != ring_bytes) continue;
-    if (int s = seg->AllocSlot(token); s >= 0) {
+    bool reused = false;
+    if (int s = seg->AllocSlot(token, &reused); s >= 0) {
+      if (reused) Arena::Get().Count(stats::kSlotsReused);
       *slot = s;
       return seg.get();
     }
@@ -54,6 +57,7 @@ shm::Segment* SegmentWithRoom(ServerLink& link, uint32_t ring_bytes, uint32_t to
     USMC_LOG("link: offering a segment failed: errno %d", errno);
     return nullptr;
   }
+  Arena::Get().Count(stats::kSegmentsCreated);
   *slot = seg->AllocSlot(token);
   link.segments.push_back(std::move(seg));
   return *slot >= 0 ? link.segments.back().get() : nullptr;

@@ -69,7 +69,7 @@ void Conn::Consume(size_t n) {
 }
 
 ssize_t Conn::RecvOnce(const iovec* iov, int iovcnt, size_t done, size_t want, int flags,
-                       bool first) {
+                       [[maybe_unused]] bool first) {
   ArenaLock lock(&st_->rx_mu);
   USMC_COUNT(if (first) stats::Inc(st_->rx.calls));
   int64_t readable = ValidatedReadable();

@@ -55,7 +55,7 @@ size_t Conn::CopyIn(const iovec* iov, int iovcnt, size_t skip, size_t n, Cursor 
 }
 
 ssize_t Conn::SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, int flags,
-                       bool first) {
+                       [[maybe_unused]] bool first) {
   ArenaLock lock(&st_->tx_mu);
   USMC_COUNT(if (first) stats::Inc(st_->tx.calls));
   int64_t space = ValidatedWritable();

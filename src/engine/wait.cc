@@ -2,7 +2,12 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
 
 #include <atomic>
 
@@ -15,18 +20,10 @@ namespace usmc::engine {
 
 namespace {
 
-// With several sleepers on one connection a doorbell drained by one of them must not strand the
-// others, so they sleep in short slices.
-constexpr int kSharedSleepSliceMs = 10;
-
-int RemainingMs(uint64_t deadline_ns, int32_t sleepers) {
-  int ms = -1;
-  if (deadline_ns != 0) {
-    uint64_t now = sys::NowNs();
-    ms = now >= deadline_ns ? 0 : static_cast<int>((deadline_ns - now + 999999) / 1000000);
-  }
-  if (sleepers > 1 && (ms < 0 || ms > kSharedSleepSliceMs)) ms = kSharedSleepSliceMs;
-  return ms;
+int RemainingMs(uint64_t deadline_ns) {
+  if (deadline_ns == 0) return -1;
+  uint64_t now = sys::NowNs();
+  return now >= deadline_ns ? 0 : static_cast<int>((deadline_ns - now + 999999) / 1000000);
 }
 
 }  // namespace
@@ -96,6 +93,40 @@ uint64_t Conn::WatchWord(uint32_t want) const {
   return w;
 }
 
+// One sleep of an armed waiter. The first waiter polls the TCP socket and drains the doorbell; if it
+// let a second poller do that too, one could drain the byte before the other's poll looked, and the
+// other would sleep through its wake-up. So later waiters sleep on a futex the poller bumps.
+int Conn::SleepOnce(uint64_t deadline_ns) {
+  int ms = RemainingMs(deadline_ns);
+  int32_t me = static_cast<int32_t>(gettid());
+  int32_t none = 0;
+  if (st_->poller.compare_exchange_strong(none, me, std::memory_order_acq_rel)) {
+    pollfd p{tcp_fd(), POLLIN, 0};
+    int r = sys::Poll(&p, 1, ms);
+    int err = errno;
+    if (r > 0) Pump();
+    st_->poller.store(0, std::memory_order_release);
+    st_->wake_gen.fetch_add(1, std::memory_order_acq_rel);
+    if (st_->futex_waiters.load(std::memory_order_acquire) > 0) {
+      syscall(SYS_futex, &st_->wake_gen, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+    }
+    errno = err;
+    return r;
+  }
+  uint32_t gen = st_->wake_gen.load(std::memory_order_acquire);
+  st_->futex_waiters.fetch_add(1, std::memory_order_acq_rel);
+  int r = 0;
+  if (st_->poller.load(std::memory_order_acquire) != 0) {  // else the poller already left: retry
+    // Bounded: a poller that dies (SIGKILL of a forked holder) must not strand us.
+    timespec ts{0, 50 * 1000000};
+    if (ms >= 0 && ms < 50) ts.tv_nsec = static_cast<long>(ms) * 1000000;
+    r = static_cast<int>(syscall(SYS_futex, &st_->wake_gen, FUTEX_WAIT, gen, &ts, nullptr, 0));
+    if (r < 0 && (errno == EAGAIN || errno == ETIMEDOUT)) r = 0;
+  }
+  st_->futex_waiters.fetch_sub(1, std::memory_order_acq_rel);
+  return r;
+}
+
 int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
   uint32_t mask = want | EPOLLERR | EPOLLHUP;
   if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
@@ -122,16 +153,14 @@ int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
       if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
       continue;
     }
-    pollfd p{tcp_fd(), POLLIN, 0};
     CountThread(stats::kTSleeps);
-    int r = sys::Poll(&p, 1, RemainingMs(deadline_ns, st_->sleepers.load()));
+    int r = SleepOnce(deadline_ns);
     int err = errno;
     Disarm();
     if (r < 0 && err == EINTR && !RestartAfterSignal()) {
       errno = EINTR;
       return -1;
     }
-    if (r > 0) Pump();
     if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
     if (deadline_ns != 0 && sys::NowNs() >= deadline_ns) return 0;
   }

@@ -196,7 +196,10 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t
   for (unsigned i = 0;; ++i) {
     int n = Collect(out, max);
     if (n > 0) {
-      if (spun) engine::SpinOutcome(true);
+      if (spun) {
+        engine::SpinOutcome(true);
+        engine::CountThread(stats::kTSpinWakeups);
+      }
       if (n < max && calls_++ % kKernelShareEvery == 0) {
         int k = Kernel(out + n, max - n, 0, mask, false);
         if (k > 0) n += k;
@@ -222,7 +225,10 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t
     std::vector<Socket*> armed;
     bool sleep = ArmAll(armed);
     int k = 0;
-    if (sleep) k = Kernel(out, max, left < 0 ? -1 : static_cast<int>((left + 999999) / 1000000), mask, true);
+    if (sleep) {
+      engine::CountThread(stats::kTSleeps);
+      k = Kernel(out, max, left < 0 ? -1 : static_cast<int>((left + 999999) / 1000000), mask, true);
+    }
     int err = errno;
     for (Socket* s : armed) {
       s->conn()->Disarm();

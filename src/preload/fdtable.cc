@@ -58,6 +58,8 @@ Socket* FdTable::Remove(int fd) {
   return slot == nullptr ? nullptr : slot->exchange(nullptr, std::memory_order_acq_rel);
 }
 
+void UnrefSocket(Socket* s) { s->Unref(); }
+
 SocketRef::SocketRef(int fd) : s_(FdTable::Get().Acquire(fd)) {}
 
 SocketRef::~SocketRef() {

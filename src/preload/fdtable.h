@@ -11,6 +11,7 @@
 namespace usmc::preload {
 
 class Socket;
+void UnrefSocket(Socket* s);
 
 class FdTable {
  public:
@@ -25,6 +26,10 @@ class FdTable {
   void Install(int fd, Socket* s);
   // Removes fd's entry and returns it; the caller owns the table reference it held.
   Socket* Remove(int fd);
+  // Calls f(socket) for every entry (a referenced Socket; repeated for dup'ed fds). Visits only the
+  // pages that exist.
+  template <typename F>
+  void ForEach(F f) const;
 
  private:
   static constexpr int kPageShift = 12;
@@ -32,6 +37,21 @@ class FdTable {
   std::atomic<Socket*>* Slot(int fd, bool create) const;
   mutable std::atomic<std::atomic<Socket*>*> pages_[kMaxFd >> kPageShift] = {};
 };
+
+template <typename F>
+void FdTable::ForEach(F f) const {
+  for (int p = 0; p < (kMaxFd >> kPageShift); ++p) {
+    if (pages_[p].load(std::memory_order_acquire) == nullptr) continue;
+    for (int i = 0; i < kPageSize; ++i) {
+      int fd = (p << kPageShift) + i;
+      if (!Maybe(fd)) continue;
+      if (Socket* s = Acquire(fd); s != nullptr) {
+        f(s);
+        UnrefSocket(s);
+      }
+    }
+  }
+}
 
 // RAII reference to a Socket from the table.
 class SocketRef {

@@ -32,6 +32,15 @@ int Route(int fd, Socket* s, bool for_write, int flags, int timeout_ms) {
     s->ServerWroteFirst();
     return 0;
   }
+  if (st == SockState::kStripProposal) {
+    uint64_t until = timeout_ms > 0 ? sys::NowNs() + uint64_t(timeout_ms) * 1000000 : 0;
+    if (NonBlocking(s, flags)) until = sys::NowNs();
+    if (!s->StripWait(until)) {
+      DropToPlain(fd, s);
+      return 0;
+    }
+    return -1;
+  }
   uint64_t deadline = 0;
   if (NonBlocking(s, flags)) {
     uint64_t wait = (for_write && st == SockState::kServerHandshake) ? kServerFirstWaitNs : 0;

@@ -102,7 +102,10 @@ int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
   bool spun = false;
   for (unsigned i = 0;; ++i) {
     if (Evaluate(fds, m) > 0 || timeout_ns == 0) {
-      if (spun) engine::SpinOutcome(true);
+      if (spun) {
+        engine::SpinOutcome(true);
+        engine::CountThread(stats::kTSpinWakeups);
+      }
       if (KernelPoll(fds, n, m, &zero, mask, scratch) < 0) return -1;
       return Merge(fds, n, m);
     }
@@ -130,6 +133,7 @@ int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
       ts = {static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
       tsp = &ts;
     }
+    engine::CountThread(stats::kTSleeps);
     int r = KernelPoll(fds, n, m, tsp, mask, scratch);
     int err = errno;
     DisarmAll(m);

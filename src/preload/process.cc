@@ -52,20 +52,18 @@ bool IsUserHandler(const void* fn) {
   return fn != reinterpret_cast<void*>(SIG_DFL) && fn != reinterpret_cast<void*>(SIG_IGN);
 }
 
+// Adds `delta` holders to the family-shared record of every connection this process holds (once per
+// connection, however many fd numbers point at it).
+void CountHolders(int delta) {
+  std::unordered_set<engine::ConnState*> seen;
+  FdTable::Get().ForEach([&](Socket* s) {
+    engine::ConnState* st = s->SharedState();
+    if (st != nullptr && seen.insert(st).second) st->holders.fetch_add(delta, std::memory_order_acq_rel);
+  });
+}
+
 void AfterForkChild() {
   sys::ForgetPid();
-  stats::AfterForkChild();
-  std::unordered_set<Socket*> seen;
-  FdTable& t = FdTable::Get();
-  for (int fd = 0; fd < FdTable::kMaxFd; ++fd) {
-    if (!t.Maybe(fd)) continue;
-    Socket* s = t.Acquire(fd);
-    if (s == nullptr) continue;
-    if (s->state() == SockState::kActive && seen.insert(s).second) {
-      s->conn()->state()->holders.fetch_add(1, std::memory_order_acq_rel);
-    }
-    s->Unref();
-  }
   engine::LinksAfterForkChild();
 }
 
@@ -131,6 +129,15 @@ int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
     }
   }
   return r;
+}
+
+// The child's holders are counted before the child exists: a parent that closes its copy right after
+// fork (the fork-per-connection pattern) must not see the count reach zero.
+pid_t fork() {
+  CountHolders(+1);
+  pid_t pid = REAL(fork)();
+  if (pid < 0) CountHolders(-1);
+  return pid;
 }
 
 sighandler_t signal(int sig, sighandler_t handler) {

@@ -111,14 +111,10 @@ int PlainConnect(int fd, const sockaddr* addr, socklen_t len, uint32_t why) {
 int FinishBlockingConnect(int fd, Socket* s) {
   if (s->Finish(0) && s->state() == SockState::kActive) return 0;
   if (s->state() != SockState::kActive && s->HandshakeInterest() != 0 && errno == EINTR) return -1;
-  uint32_t why = s->reason;
+  if (s->state() == SockState::kStripProposal) return 0;  // fell back; an Accept may still come
   DropToPlain(fd, s);
-  if (why == wire::kDeclClcTimeout) {
-    errno = ETIMEDOUT;
-    return -1;
-  }
-  if (why == wire::kDeclClcMalformed || why == wire::kDeclSyncErr || why == wire::kDeclIntErr) {
-    errno = ECONNRESET;
+  if (s->was_reset) {
+    errno = s->reason == wire::kDeclClcTimeout ? ETIMEDOUT : ECONNRESET;
     return -1;
   }
   return 0;  // fell back: a connected plain TCP socket

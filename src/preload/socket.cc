@@ -84,6 +84,7 @@ void Socket::Reset(SockState st, Role role, int fd) {
   saved_tos = shm::SavedTos();
   hs_deadline_ns = 0;
   reason = 0;
+  was_reset = false;
   next_free_ = nullptr;
   refs_.store(1, std::memory_order_release);  // the creator's reference
 }
@@ -119,12 +120,21 @@ void Socket::set_fd(int fd) {
   if (conn_) conn_->set_tcp_fd(fd);
 }
 
-bool Socket::OnResult(engine::HsResult r, uint32_t why) {
+bool Socket::OnResult(engine::HsResult r) {
+  uint32_t why = client_hs_ ? client_hs_->reason() : server_hs_ ? server_hs_->reason() : 0;
   switch (r) {
     case engine::HsResult::kWantRead:
       if (sys::NowNs() < hs_deadline_ns) return true;
       reason = wire::kDeclClcTimeout;
       LogMode(fd(), false, role_, reason);  // before the reset, while the peer address is known
+      if (role_ == Role::kClient && client_hs_->GiveUp()) {
+        // Declined: the server (if it ever answers) falls back too; an Accept it may already have
+        // sent is dropped at our first read.
+        state_.store(SockState::kStripProposal, std::memory_order_release);
+        EpollMakeNative(fd(), this);
+        return true;
+      }
+      was_reset = true;
       ResetTcp(fd());
       return false;
     case engine::HsResult::kDone:
@@ -143,6 +153,7 @@ bool Socket::OnResult(engine::HsResult r, uint32_t why) {
       return false;
     case engine::HsResult::kReset:
       reason = why;
+      was_reset = true;
       LogMode(fd(), false, role_, why);
       ResetTcp(fd());
       return false;
@@ -154,7 +165,7 @@ bool Socket::StartClient() {
   client_hs_ = std::make_unique<engine::ClientHandshake>(fd(), ring_bytes);
   hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();
   state_.store(SockState::kClientHandshake, std::memory_order_release);
-  return OnResult(client_hs_->Start(), client_hs_->reason());
+  return OnResult(client_hs_->Start());
 }
 
 bool Socket::ConnectDone() {
@@ -189,7 +200,7 @@ bool Socket::AdvanceUnknown() {
   server_hs_ = std::make_unique<engine::ServerHandshake>(fd(), ring_bytes);
   hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();
   state_.store(SockState::kServerHandshake, std::memory_order_release);
-  return OnResult(server_hs_->Step(), server_hs_->reason());
+  return OnResult(server_hs_->Step());
 }
 
 bool Socket::AdvanceStrip() {
@@ -210,13 +221,13 @@ bool Socket::Advance() {
     case SockState::kConnecting:
       return AdvanceConnecting();
     case SockState::kClientHandshake:
-      return OnResult(client_hs_->Step(), client_hs_->reason());
+      return OnResult(client_hs_->Step());
     case SockState::kServerHandshake:
       if (!server_hs_) {
         server_hs_ = std::make_unique<engine::ServerHandshake>(fd(), ring_bytes);
         hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();
       }
-      return OnResult(server_hs_->Step(), server_hs_->reason());
+      return OnResult(server_hs_->Step());
     case SockState::kServerUnknown:
       return AdvanceUnknown();
     case SockState::kStripProposal:
@@ -230,6 +241,7 @@ void Socket::ServerWroteFirst() {
   if (state() != SockState::kServerUnknown) return;
   reason = wire::kDeclServerFirst;
   state_.store(SockState::kStripProposal, std::memory_order_release);
+  EpollMakeNative(fd(), this);
   LogMode(fd(), false, role_, reason);
 }
 
@@ -253,7 +265,7 @@ bool Socket::Finish(uint64_t deadline_ns) {
   while (true) {
     if (!Advance()) return false;
     uint32_t interest = HandshakeInterest();
-    if (interest == 0) return true;
+    if (interest == 0 || state() == SockState::kStripProposal) return true;  // decided
     uint64_t now = sys::NowNs();
     uint64_t until = hs_deadline_ns != 0 ? hs_deadline_ns : now + engine::ClcDeadlineNs();
     if (deadline_ns != 0 && deadline_ns < until) until = deadline_ns;
@@ -266,6 +278,27 @@ bool Socket::Finish(uint64_t deadline_ns) {
     }
     pollfd p{fd(), static_cast<short>(interest), 0};
     int ms = static_cast<int>((until - now + 999999) / 1000000);
+    if (sys::Poll(&p, 1, ms) < 0 && errno == EINTR) return true;
+  }
+}
+
+engine::ConnState* Socket::SharedState() const {
+  if (conn_) return conn_->state();
+  if (server_hs_) return server_hs_->state();
+  if (client_hs_) return client_hs_->state();
+  return nullptr;
+}
+
+bool Socket::StripWait(uint64_t deadline_ns) {
+  while (true) {
+    if (!Advance()) return false;  // the head of the stream is settled: plain from here on
+    uint64_t now = sys::NowNs();
+    if (deadline_ns != 0 && now >= deadline_ns) {
+      errno = EAGAIN;
+      return true;
+    }
+    int ms = deadline_ns == 0 ? -1 : static_cast<int>((deadline_ns - now + 999999) / 1000000);
+    pollfd p{fd(), POLLIN, 0};
     if (sys::Poll(&p, 1, ms) < 0 && errno == EINTR) return true;
   }
 }

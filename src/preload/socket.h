@@ -31,7 +31,7 @@ enum class SockState : uint8_t {
   kClientHandshake,  // Proposal sent, awaiting Accept
   kServerHandshake,  // marked SYN accepted, awaiting Proposal / Confirm
   kServerUnknown,    // accepted without SYN information (SYN cookies): decide at first use
-  kStripProposal,    // fell back after writing first: drop a Proposal at the head of the stream
+  kStripProposal,    // fell back mid-handshake: drop a CLC message at the head of the stream
   kActive,           // accelerated
 };
 
@@ -55,6 +55,10 @@ class Socket {
   // The server wrote before anything arrived on a connection of unknown kind (SYN cookie): it stays
   // TCP, and a Proposal the client may still send is dropped at the first read (kStripProposal).
   void ServerWroteFirst();
+  // kStripProposal, before a read: waits (blocking, or until deadline_ns) for the head of the stream
+  // and drops a CLC message there. False once the socket is plain (the caller drops it); true with
+  // errno EAGAIN/EINTR if the wait ended first.
+  bool StripWait(uint64_t deadline_ns);
   // True if the socket still needs kernel readiness to make handshake progress, and which.
   uint32_t HandshakeInterest() const;
   // Readiness as the application should see it (handshake states report nothing but errors).
@@ -62,6 +66,9 @@ class Socket {
 
   SockState state() const { return state_.load(std::memory_order_acquire); }
   engine::Conn* conn() const { return conn_.get(); }
+  // The family-shared record of the connection (accelerated, or mid-handshake once memory was
+  // granted), or nullptr. Fork counts a holder on it.
+  engine::ConnState* SharedState() const;
   Role role() const { return role_; }
   int fd() const { return fd_.load(std::memory_order_relaxed); }
   void set_fd(int fd);  // another fd number of the same socket takes over (dup, then close)
@@ -76,6 +83,7 @@ class Socket {
   shm::SavedTos saved_tos;
   uint64_t hs_deadline_ns = 0;
   uint32_t reason = 0;  // fallback / reset reason of the last failed step
+  bool was_reset = false;  // the handshake ended in a reset (not a fallback)
 
  private:
   friend class FdTable;
@@ -83,7 +91,7 @@ class Socket {
   void Reset(SockState st, Role role, int fd);
   void Destroy();
   bool StartClient();
-  bool OnResult(engine::HsResult r, uint32_t reason);
+  bool OnResult(engine::HsResult r);  // after a step: the reason is read from the handshake
   bool AdvanceConnecting();
   bool AdvanceUnknown();
   bool AdvanceStrip();

@@ -1,13 +1,17 @@
-// The layout of a process's arena memfd ("usmc-arena") as `usmc ss` and `usmc stats` read it.
+// The layout of a process's arena memfd ("usmc-arena") as `usmc ss` and `usmc
+// stats` read it.
 //
-// The arena is written by libusmc.so (src/engine/arena.*, src/stats/record.*) and mapped read-only by
-// the CLI through /proc/PID/fd/N, so everything here is plain values and offsets: no pointers, no
-// virtual functions, the same bytes in every process whatever its address space. A reader checks
-// kArenaMagic, kArenaVersion and the sizes in the header before it trusts any offset.
+// The arena is written by libusmc.so (src/engine/arena.*, src/stats/record.*)
+// and mapped read-only by the CLI through /proc/PID/fd/N, so everything here is
+// plain values and offsets: no pointers, no virtual functions, the same bytes
+// in every process whatever its address space. A reader checks kArenaMagic,
+// kArenaVersion and the sizes in the header before it trusts any offset.
 //
-//   [ArenaHeader][ProcCounters][Baseline][thread bitmap][ThreadBlock...][record bitmap][ConnState...]
+//   [ArenaHeader][ProcCounters][Baseline][thread bitmap][ThreadBlock...][record
+//   bitmap][ConnState...]
 //
-// The only part the CLI writes is the Baseline (`usmc stats reset`); libusmc.so never reads it.
+// The only part the CLI writes is the Baseline (`usmc stats reset`); libusmc.so
+// never reads it.
 #ifndef USMC_STATS_LAYOUT_H_
 #define USMC_STATS_LAYOUT_H_
 
@@ -20,12 +24,23 @@ namespace usmc::stats {
 
 inline constexpr uint64_t kArenaMagic = 0x314e524143534d55ull;  // "USMCARN1"
 inline constexpr uint32_t kArenaVersion = 1;
-inline constexpr char kArenaName[] = "usmc-arena";  // memfd name; /proc shows "/memfd:usmc-arena"
+inline constexpr char kArenaName[] =
+    "usmc-arena";  // memfd name; /proc shows "/memfd:usmc-arena"
 
-// What a record describes (ConnIdentity::mode). 0 = not published yet (handshake, or being reused).
-enum Mode : uint32_t { kModeNone = 0, kModeShm = 1, kModeTcp = 2, kModeRdma = 3, kModeListen = 4 };
+// What a record describes (ConnIdentity::mode). 0 = not published yet
+// (handshake, or being reused).
+enum Mode : uint32_t {
+  kModeNone = 0,
+  kModeShm = 1,
+  kModeTcp = 2,
+  kModeRdma = 3,
+  kModeListen = 4
+};
 enum RecordRole : uint8_t { kRoleClient = 0, kRoleServer = 1 };
-enum Origin : uint8_t { kOriginLocal = 0, kOriginPeer = 1 };  // who decided a fallback
+enum Origin : uint8_t {
+  kOriginLocal = 0,
+  kOriginPeer = 1
+};  // who decided a fallback
 
 // An IPv4 or IPv6 endpoint; family 0 = unknown.
 struct Endpoint {
@@ -35,35 +50,40 @@ struct Endpoint {
   uint8_t addr[16];  // 4 bytes for AF_INET
 };
 
-// Who a record is. Written once by the process that decided, then published by storing `mode`
-// (release); immutable until the record is freed.
+// Who a record is. Written once by the process that decided, then published by
+// storing `mode` (release); immutable until the record is freed.
 struct ConnIdentity {
   std::atomic<uint32_t> mode;
   uint8_t role;
   uint8_t origin;
   uint16_t reserved;
-  int32_t fd;   // in the creating process
-  int32_t pid;  // the creating process
+  int32_t fd;       // in the creating process
+  int32_t pid;      // the creating process
   uint32_t reason;  // wire::DeclineCode of a fallback, 0 otherwise
   uint32_t ring_bytes;
-  uint64_t inode;       // of the TCP socket (socket:[inode]); tells live records from stale ones
+  uint64_t inode;  // of the TCP socket (socket:[inode]); tells live records
+                   // from stale ones
   uint64_t created_ns;  // CLOCK_REALTIME
   Endpoint local;
   Endpoint peer;
 };
 
-// Per-direction counters of a connection, written only by the holder of that direction's lock with
-// plain load+store (no read-modify-write), read by anyone.
+// Per-direction counters of a connection, written only by the holder of that
+// direction's lock with plain load+store (no read-modify-write), read by
+// anyone.
 struct DirCounters {
-  std::atomic<uint64_t> calls;  // send (tx) / recv (rx) calls that reached the ring
-  std::atomic<uint64_t> full;   // tx: a send found the ring full; rx: a recv found it full (peer blocked)
+  std::atomic<uint64_t>
+      calls;  // send (tx) / recv (rx) calls that reached the ring
+  std::atomic<uint64_t> full;  // tx: a send found the ring full; rx: a recv
+                               // found it full (peer blocked)
 };
 
 inline constexpr int kRingSizeBuckets = 10;  // 16 KiB .. 8 MiB
 inline constexpr int kReasonSlots = 32;      // known fallback reasons + "other"
 
-// Process (arena) counters. Slots up to kScalarCounters are plain counts; then the rings allocated by
-// size (bucket b = 16 KiB << b), then fallbacks by reason slot (ReasonSlot) decided locally and by peer.
+// Process (arena) counters. Slots up to kScalarCounters are plain counts; then
+// the rings allocated by size (bucket b = 16 KiB << b), then fallbacks by
+// reason slot (ReasonSlot) decided locally and by peer.
 enum Counter : uint32_t {
   kConnShmClient,
   kConnShmServer,
@@ -90,10 +110,17 @@ enum Counter : uint32_t {
   kFallbackPeer = kFallbackLocal + kReasonSlots,
   kNumCounters = kFallbackPeer + kReasonSlots,
 };
+inline constexpr int kCounterCount = kNumCounters;
 
-// Counters kept per thread (events outside any connection lock: wake-ups). Thread counter i adds to
-// process counter kDoorbellsSent + i.
-enum ThreadCounter : uint32_t { kTDoorbellsSent, kTDoorbellsReceived, kTSleeps, kTSpinWakeups, kThreadCounters };
+// Counters kept per thread (events outside any connection lock: wake-ups).
+// Thread counter i adds to process counter kDoorbellsSent + i.
+enum ThreadCounter : uint32_t {
+  kTDoorbellsSent,
+  kTDoorbellsReceived,
+  kTSleeps,
+  kTSpinWakeups,
+  kThreadCounters
+};
 
 struct alignas(64) ThreadBlock {
   std::atomic<uint64_t> v[kThreadCounters];
@@ -103,7 +130,8 @@ struct ProcCounters {
   std::atomic<uint64_t> v[kNumCounters];
 };
 
-// `usmc stats reset`: the totals at reset time. seq is odd while the CLI writes.
+// `usmc stats reset`: the totals at reset time. seq is odd while the CLI
+// writes.
 struct Baseline {
   std::atomic<uint64_t> seq;
   uint64_t reset_ns;  // CLOCK_REALTIME, 0 = never reset
@@ -128,33 +156,31 @@ struct ArenaHeader {
   int32_t pid;  // creator
   char comm[16];
   uint64_t start_ns;  // CLOCK_REALTIME at creation
-  std::atomic<uint32_t> record_high;  // no record at or above this index was ever used
+  std::atomic<uint32_t>
+      record_high;  // no record at or above this index was ever used
   std::atomic<uint32_t> thread_high;
 };
 
-// Offsets of the per-connection fields a reader needs, so that the CLI does not depend on
-// pthread_mutex_t's size matching (both sides are built from one tree; the header says which).
-struct RecordOffsets {
-  uint32_t in_use, gen, flags, holders, tx_prod, tx_peer_cons, bytes_out, tx, rx_cons, rx_peer_prod,
-      bytes_in, rx, id;
-};
-
 inline constexpr uint32_t kReasonCodes[] = {
-    wire::kDeclMem,         wire::kDeclTimeoutCl,  wire::kDeclTimeoutAl,    wire::kDeclCnfErr,
-    wire::kDeclPeerNoSmc,   wire::kDeclIpsec,      wire::kDeclNoSmcDev,     wire::kDeclNoSmcdDev,
-    wire::kDeclNoSmcrDev,   wire::kDeclModeUnsupp, wire::kDeclRmbeEc,       wire::kDeclOptUnsupp,
-    wire::kDeclDiffPrefix,  wire::kDeclNoActLink,  wire::kDeclNoSrvLink,    wire::kDeclVersMismat,
-    wire::kDeclMaxDmb,      wire::kDeclSyncErr,    wire::kDeclPeerDecl,     wire::kDeclIntErr,
-    wire::kDeclErrRtok,     wire::kDeclErrRdyLnk,  wire::kDeclErrRegBuf,    wire::kDeclRule,
-    wire::kDeclNoListener,  wire::kDeclClcTimeout, wire::kDeclClcMalformed, wire::kDeclServerFirst,
-    wire::kDeclUnsupported,
+    wire::kDeclMem,         wire::kDeclTimeoutCl,   wire::kDeclTimeoutAl,
+    wire::kDeclCnfErr,      wire::kDeclPeerNoSmc,   wire::kDeclIpsec,
+    wire::kDeclNoSmcDev,    wire::kDeclNoSmcdDev,   wire::kDeclNoSmcrDev,
+    wire::kDeclModeUnsupp,  wire::kDeclRmbeEc,      wire::kDeclOptUnsupp,
+    wire::kDeclDiffPrefix,  wire::kDeclNoActLink,   wire::kDeclNoSrvLink,
+    wire::kDeclVersMismat,  wire::kDeclMaxDmb,      wire::kDeclSyncErr,
+    wire::kDeclPeerDecl,    wire::kDeclIntErr,      wire::kDeclErrRtok,
+    wire::kDeclErrRdyLnk,   wire::kDeclErrRegBuf,   wire::kDeclRule,
+    wire::kDeclNoListener,  wire::kDeclClcTimeout,  wire::kDeclClcMalformed,
+    wire::kDeclServerFirst, wire::kDeclUnsupported,
 };
 inline constexpr int kOtherReasonSlot = kReasonSlots - 1;
 static_assert(sizeof(kReasonCodes) / sizeof(kReasonCodes[0]) < kReasonSlots);
 
 // The counter slot of a fallback reason; unknown codes share kOtherReasonSlot.
 inline int ReasonSlot(uint32_t code) {
-  for (int i = 0; i < static_cast<int>(sizeof(kReasonCodes) / sizeof(kReasonCodes[0])); ++i) {
+  for (int i = 0;
+       i < static_cast<int>(sizeof(kReasonCodes) / sizeof(kReasonCodes[0]));
+       ++i) {
     if (kReasonCodes[i] == code) return i;
   }
   return kOtherReasonSlot;
@@ -173,11 +199,12 @@ inline int RingSizeBucket(uint32_t bytes) {
   return b;
 }
 
-// Reset of a connection or a fallback in the CLC handshake (the connection is reset, not continued).
+// Reset of a connection or a fallback in the CLC handshake (the connection is
+// reset, not continued).
 inline bool IsHandshakeError(uint32_t code) {
   return code == wire::kDeclClcTimeout || code == wire::kDeclClcMalformed ||
-         code == wire::kDeclSyncErr || code == wire::kDeclIntErr || code == wire::kDeclTimeoutCl ||
-         code == wire::kDeclTimeoutAl;
+         code == wire::kDeclSyncErr || code == wire::kDeclIntErr ||
+         code == wire::kDeclTimeoutCl || code == wire::kDeclTimeoutAl;
 }
 
 }  // namespace usmc::stats

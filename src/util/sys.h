@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -101,10 +102,13 @@ inline ssize_t GetRandom(void* b, size_t n, unsigned flags) {
 }
 inline pid_t GetPid() { return static_cast<pid_t>(syscall(SYS_getpid)); }
 
-// getpid() without a system call. The cache is refreshed by ForgetPid() in a fork child (the preload's
-// atfork handler); a vfork child shares the parent's memory and must not refresh it.
+// getpid() without a system call. A fork child forgets the cache (an atfork handler registered with
+// the first use); a vfork child shares the parent's memory and must not touch it.
+inline void ForgetPid();
 inline std::atomic<pid_t>& PidCache() {
   static std::atomic<pid_t> pid{0};
+  static const int registered = pthread_atfork(nullptr, nullptr, [] { ForgetPid(); });
+  (void)registered;
   return pid;
 }
 inline pid_t CachedPid() {

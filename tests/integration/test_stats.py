@@ -223,6 +223,31 @@ class SsStats(Case):
             p.close_stdin()
             p.result()
 
+    def test_users_see_their_own(self):
+        """A user sees their own processes, root sees everybody's."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root to start a process as another user")
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534",
+                  "--clear-groups", "--"]
+        theirs, tport = self.start_listener(
+            "nobody-server", nobody + [usmc_cli(), "run", "--",
+                                       system_python(), PEER, "server"],
+            env={"HOME": self.tmp})  # root's ~/.config is not readable
+        mine, mport = self.server()
+
+        def listeners(as_nobody):
+            argv = [usmc_cli(), "ss", "-l", "--json"]
+            out = subprocess.run((nobody if as_nobody else []) + argv,
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            return {(r["pid"], r["uid"]) for r in json.loads(out.stdout)}
+        seen = listeners(as_nobody=True)
+        self.assertIn((theirs.pid, 65534), seen)
+        self.assertNotIn(mine.pid, {pid for pid, _ in seen})
+        seen = listeners(as_nobody=False)
+        self.assertIn((theirs.pid, 65534), seen)
+        self.assertIn((mine.pid, 0), seen)
+
     def test_usage_errors(self):
         for args in (["ss", "--port", "0"], ["ss", "-a", "-l"],
                      ["ss", "--pid", "x"], ["stats", "bogus"],

@@ -97,7 +97,7 @@ std::unique_ptr<Segment> Segment::Attach(uint32_t id, int memfd, uint64_t bytes)
   return std::unique_ptr<Segment>(new Segment(id, memfd, static_cast<uint8_t*>(p), bytes, slots, ring));
 }
 
-int Segment::AllocSlot(uint32_t token) {
+int Segment::AllocSlot(uint32_t token, bool* reused) {
   SegmentHeader* hdr = header();
   for (uint32_t w = 0; w * 64 < slot_count_; ++w) {
     uint64_t used = hdr->used[w].load(std::memory_order_relaxed);
@@ -111,6 +111,7 @@ int Segment::AllocSlot(uint32_t token) {
                                              std::memory_order_acq_rel)) {
         uint32_t i = w * 64 + static_cast<uint32_t>(bit);
         SlotHeader* s = slot(i);
+        if (reused != nullptr) *reused = s->released.load(std::memory_order_relaxed) != 0;
         s->released.store(0, std::memory_order_relaxed);
         s->c2s_high.store(0, std::memory_order_relaxed);
         s->s2c_high.store(0, std::memory_order_relaxed);

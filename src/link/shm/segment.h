@@ -76,8 +76,9 @@ class Segment {
   static uint64_t BytesFor(uint32_t slot_count, uint32_t ring_bytes);
   static bool ValidRingBytes(uint32_t ring_bytes);
 
-  // Allocates a free slot and stamps it with `token`; -1 when full.
-  int AllocSlot(uint32_t token);
+  // Allocates a free slot and stamps it with `token`; -1 when full. *reused: the slot had a tenant
+  // before (for `usmc stats`).
+  int AllocSlot(uint32_t token, bool* reused = nullptr);
   // Marks `side` as done with slot i. The side that completes the pair zeroes and frees the slot.
   // Returns true if this call freed it.
   bool ReleaseSlot(uint32_t i, Side side);
