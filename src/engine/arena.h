@@ -77,6 +77,11 @@ class Arena {
   void RetireThreadBlock(stats::ThreadBlock* b);
 
   int fd() const { return fd_; }
+  // Where a record sits in the memfd (carried across exec, see preload/inherit.h).
+  uint64_t OffsetOf(const ConnState* st) const {
+    return static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(st) -
+                                 reinterpret_cast<const uint8_t*>(header_));
+  }
 
  private:
   Arena();

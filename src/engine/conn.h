@@ -73,6 +73,8 @@ class Conn {
   shm::Side side() const { return side_; }
   ConnState* state() const { return st_; }
   uint32_t ring_bytes() const { return ring_bytes_; }
+  shm::Segment* segment() const { return seg_; }
+  uint32_t slot() const { return slot_; }
   const shm::RingCtl* tx_ctl() const { return tx_; }
   const shm::RingCtl* rx_ctl() const { return rx_; }
 

@@ -12,6 +12,7 @@
 #include "engine/links.h"
 #include "engine/signals.h"
 #include "preload/fdtable.h"
+#include "preload/inherit.h"
 #include "preload/real.h"
 #include "preload/socket.h"
 #include "stats/record.h"
@@ -65,6 +66,7 @@ void CountHolders(int delta) {
 void AfterForkChild() {
   sys::ForgetPid();
   engine::LinksAfterForkChild();
+  stats::AfterForkChild();
 }
 
 __attribute__((constructor)) void Init() {
@@ -79,6 +81,7 @@ __attribute__((constructor)) void Init() {
     g_rules = new util::RuleSet(*util::RuleSet::Parse("tcp any *:*", &error));
   }
   engine::SetRestartQuery(&RestartQuery);
+  AdoptInherited();
   pthread_atfork(nullptr, nullptr, &AfterForkChild);
 }
 
@@ -135,8 +138,12 @@ int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
 // fork (the fork-per-connection pattern) must not see the count reach zero.
 pid_t fork() {
   CountHolders(+1);
+  usmc::stats::CountFdRecordHolders(+1);
   pid_t pid = REAL(fork)();
-  if (pid < 0) CountHolders(-1);
+  if (pid < 0) {
+    CountHolders(-1);
+    usmc::stats::CountFdRecordHolders(-1);
+  }
   return pid;
 }
 

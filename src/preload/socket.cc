@@ -72,6 +72,13 @@ Socket* Socket::New(SockState st, Role role, int fd) {
   return s;
 }
 
+Socket* Socket::Adopt(int fd, Role role, std::unique_ptr<engine::Conn> conn) {
+  Socket* s = New(SockState::kActive, role, fd);
+  s->nonblock = conn->nonblocking();
+  s->conn_ = std::move(conn);
+  return s;
+}
+
 void Socket::Reset(SockState st, Role role, int fd) {
   state_.store(st, std::memory_order_relaxed);
   role_ = role;

@@ -40,6 +40,8 @@ enum class Role : uint8_t { kClient, kServer };
 class Socket {
  public:
   static Socket* New(SockState st, Role role, int fd);
+  // An accelerated connection this process inherited across exec (preload/inherit.h).
+  static Socket* Adopt(int fd, Role role, std::unique_ptr<engine::Conn> conn);
   void Ref();
   bool TryRef();  // fails once the count reached zero (object recycled)
   void Unref();

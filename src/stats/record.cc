@@ -166,11 +166,12 @@ void FdClosedSlow(int fd) {
     Release(st);
 }
 
-void AfterForkChild() {
-  engine::ArenaAfterForkChild();
-  FdRecords::Get().ForEach([](ConnState* st) {
-    st->holders.fetch_add(1, std::memory_order_acq_rel);
+void CountFdRecordHolders(int delta) {
+  FdRecords::Get().ForEach([delta](ConnState* st) {
+    st->holders.fetch_add(delta, std::memory_order_acq_rel);
   });
 }
+
+void AfterForkChild() { engine::ArenaAfterForkChild(); }
 
 }  // namespace usmc::stats

@@ -40,8 +40,11 @@ inline void FdClosed(int fd) {
   if (g_fd_records_used.load(std::memory_order_relaxed)) FdClosedSlow(fd);
 }
 
-// In a fork child: the child holds every fd record too; its thread counters
-// start afresh.
+// Around fork, in the parent: the child will hold every fd record too, so the
+// holders are counted before it exists (a parent closing its copy right after
+// fork must not free a record the child still uses); -1 if fork failed.
+void CountFdRecordHolders(int delta);
+// In a fork child: its thread counters start afresh.
 void AfterForkChild();
 
 }  // namespace usmc::stats
