@@ -1,6 +1,7 @@
 // The receive side: copy out of the ring the peer produces into, publish the consumer cursor, and
 // wake a producer waiting for space once enough of the ring is free again.
 #include <errno.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -107,7 +108,16 @@ ssize_t Conn::Recv(const iovec* iov, int iovcnt, int flags, int timeout_ms) {
       return done > 0 ? static_cast<ssize_t>(done) : -1;
     }
     if (flags & MSG_PEEK) {
-      if (n > 0) return n;
+      // MSG_PEEK|MSG_WAITALL waits for the whole length, as TCP does. More data cannot be waited
+      // for with the doorbell (the ring is already readable), so this rare case naps briefly.
+      bool whole = !(flags & MSG_WAITALL) || static_cast<size_t>(n) == want || eof || nonblock;
+      if (n > 0 && whole) return n;
+      if (n > 0) {
+        timespec nap{0, 200000};
+        nanosleep(&nap, nullptr);
+        if (deadline != 0 && sys::NowNs() >= deadline) return n;
+        continue;
+      }
     } else {
       done += static_cast<size_t>(n);
       if (done == want || (done > 0 && !waitall)) return static_cast<ssize_t>(done);

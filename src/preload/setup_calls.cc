@@ -161,6 +161,13 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
       return -1;
     }
   }
+  // A second connect() on a socket the kernel already connected is how event loops (hiredis) learn
+  // that a non-blocking connect finished: the decision was made on the first call.
+  sockaddr_storage peer;
+  socklen_t plen = sizeof peer;
+  if (sys::GetPeerName(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) {
+    return REAL(connect)(fd, addr, len);
+  }
   uint32_t why = 0;
   if (!WantsLink(fd, addr, len, &why)) return PlainConnect(fd, addr, len, why);
   shm::SavedTos saved;
