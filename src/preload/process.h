@@ -10,6 +10,9 @@ namespace usmc::preload {
 // the error is printed once and every connection stays TCP.
 const util::RuleSet& Rules();
 
+// After a signal interrupted a blocking wait: did its handler ask for SA_RESTART? (signal_calls.cc)
+bool SignalRestartQuery();
+
 }  // namespace usmc::preload
 
 #endif  // USMC_PRELOAD_PROCESS_H_
