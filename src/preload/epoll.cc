@@ -82,7 +82,11 @@ void EpollClosed(int epfd) {
   auto* slot = SetSlot(epfd, false);
   if (slot == nullptr) return;
   EpollSet* s = slot->exchange(nullptr);
-  if (s != nullptr) s->Retire();  // memory kept: a racing epoll_wait may still hold the pointer
+  if (s == nullptr) return;
+  s->Retire();
+  // The memory is kept (a racing epoll_wait may still hold the pointer), and kept reachable.
+  static auto* retired = new std::vector<EpollSet*>();
+  retired->push_back(s);
 }
 
 void EpollMakeNative(int fd, Socket* s) {

@@ -98,8 +98,11 @@ void AdoptOne(const Entry& e, const InheritedArena& arena,
   shm::Segment*& seg = (*segs)[e.seg_fd];
   if (seg == nullptr) {
     sys::Fcntl(e.seg_fd, F_SETFD, FD_CLOEXEC);
-    seg = shm::Segment::Attach(e.seg_id, e.seg_fd, e.seg_bytes).release();  // lives as long as we do
-    if (seg == nullptr) return;
+    static auto* kept = new std::vector<std::unique_ptr<shm::Segment>>();  // live as long as we do
+    auto attached = shm::Segment::Attach(e.seg_id, e.seg_fd, e.seg_bytes);
+    if (!attached) return;
+    seg = attached.get();
+    kept->push_back(std::move(attached));
   }
   if (e.slot >= seg->slot_count()) return;
   engine::Conn::Setup setup;
