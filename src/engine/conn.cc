@@ -29,6 +29,16 @@ Conn::Conn(const Setup& s)
   rx_data_ = client ? seg_->ring_s2c(slot_) : seg_->ring_c2s(slot_);
 }
 
+int64_t Conn::CheckedDistance(wire::Cursor from, wire::Cursor to, wire::Cursor last,
+                              wire::Cursor peer) {
+  int64_t d = wire::Cursor::Distance(from, to, ring_bytes_);
+  if (d < 0 || wire::Cursor::Distance(last, peer, ring_bytes_) < 0) {
+    Break();
+    return -1;
+  }
+  return d;
+}
+
 bool Conn::Has(uint32_t flag) const {
   return (st_->flags.load(std::memory_order_acquire) & flag) != 0;
 }

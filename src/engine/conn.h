@@ -79,6 +79,9 @@ class Conn {
   const shm::RingCtl* rx_ctl() const { return rx_; }
 
  private:
+  // Bytes from `from` to `to`, once the peer's cursor `peer` is checked to have moved forward from
+  // `last` and both cursors to lie within one ring; -1 (and the connection broken) otherwise.
+  int64_t CheckedDistance(wire::Cursor from, wire::Cursor to, wire::Cursor last, wire::Cursor peer);
   // rx.cc
   int64_t ValidatedReadable();  // under rx_mu; -1 and Break() on a bad peer cursor
   size_t CopyOut(const iovec* iov, int iovcnt, size_t skip, size_t n, wire::Cursor from, bool drop);

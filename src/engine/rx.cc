@@ -19,12 +19,8 @@ int64_t Conn::ValidatedReadable() {
   Cursor cons = Cursor::FromWord(st_->rx_cons.load(std::memory_order_relaxed));
   Cursor last = Cursor::FromWord(st_->rx_peer_prod.load(std::memory_order_relaxed));
   Cursor prod = Cursor::FromWord(rx_->p.prod.load(std::memory_order_acquire));  // read once
-  int64_t readable = Cursor::Distance(cons, prod, ring_bytes_);
-  if (readable < 0 || Cursor::Distance(last, prod, ring_bytes_) < 0) {
-    Break();
-    return -1;
-  }
-  st_->rx_peer_prod.store(prod.ToWord(), std::memory_order_relaxed);
+  int64_t readable = CheckedDistance(cons, prod, last, prod);
+  if (readable >= 0) st_->rx_peer_prod.store(prod.ToWord(), std::memory_order_relaxed);
   return readable;
 }
 

@@ -21,11 +21,8 @@ int64_t Conn::ValidatedWritable() {
   Cursor prod = Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
   Cursor last = Cursor::FromWord(st_->tx_peer_cons.load(std::memory_order_relaxed));
   Cursor cons = Cursor::FromWord(tx_->c.cons.load(std::memory_order_acquire));  // read once
-  int64_t used = Cursor::Distance(cons, prod, ring_bytes_);
-  if (used < 0 || Cursor::Distance(last, cons, ring_bytes_) < 0) {
-    Break();
-    return -1;
-  }
+  int64_t used = CheckedDistance(cons, prod, last, cons);
+  if (used < 0) return -1;
   st_->tx_peer_cons.store(cons.ToWord(), std::memory_order_relaxed);
   return static_cast<int64_t>(ring_bytes_) - used;
 }
