@@ -12,6 +12,7 @@
 // Usage: fabric_stream --role send|recv --local IP[,IP] --oob IP:PORT
 //          [--bytes N] [--ring N] [--chunk N] [--rate MBPS] [--wait busy|fd]
 //          [--keepalive MS] [--expect-links N] [--links-timeout S]
+// Both sides must be given the same --bytes and --ring.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -105,8 +106,7 @@ bool Stream::Setup() {
   group_ = LinkGroup::Create(o, this, &err);
   ring_ = static_cast<uint8_t*>(MapOrDie(a_.ring));
   const bool recv = a_.role == Role::kServer;
-  if (!group_ ||
-      group_->RegisterRegion(ring_, a_.ring, recv, &ring_id_) != 0) {
+  if (!group_ || group_->RegisterRegion(ring_, a_.ring, recv, &ring_id_) != 0) {
     fprintf(stderr, "fabric_stream: setup: %s\n", err.c_str());
     return false;
   }
@@ -205,8 +205,7 @@ void Stream::OnCdc(uint8_t, const CdcMsg& m) {
     if (m.conn_flags & kCdcFlagClosed) closed_ = true;
     return;
   }
-  const uint64_t pos =
-      Unwrap(peer_cons_, m.cons_wrap, m.cons_count, a_.ring);
+  const uint64_t pos = Unwrap(peer_cons_, m.cons_wrap, m.cons_count, a_.ring);
   if (pos > sent_) {
     fprintf(stderr, "fabric_stream: consumer ahead of producer\n");
     failed_ = true;
@@ -236,6 +235,12 @@ bool Stream::Produce() {
   }
   limit = std::min(limit, a_.bytes);
   if (sent_ >= limit) return false;
+  // Whole chunks only (but for the tail and the ring's end): small writes
+  // would only measure per-write overhead.
+  if (limit - sent_ < a_.chunk && limit != a_.bytes &&
+      a_.ring - sent_ % a_.ring >= a_.chunk) {
+    return false;
+  }
   const uint64_t off = sent_ % a_.ring;
   const size_t n = static_cast<size_t>(
       std::min<uint64_t>({limit - sent_, a_.ring - off, a_.chunk}));
@@ -312,10 +317,10 @@ void Stream::Report(const char* role) {
 }  // namespace usmc::fabric::tools
 
 int main(int argc, char** argv) {
-  using namespace usmc::fabric::tools;
-  Args a;
-  if (!ParseArgs(argc, argv, &a)) return 2;
-  Stream s(a);
+  namespace tools = usmc::fabric::tools;
+  tools::Args a;
+  if (!tools::ParseArgs(argc, argv, &a)) return 2;
+  tools::Stream s(a);
   if (!s.Setup()) return 1;
   return s.Run();
 }

@@ -130,7 +130,8 @@ inline bool OobAddr(const std::string& s, sockaddr_in* out) {
   if (colon == std::string::npos) return false;
   std::memset(out, 0, sizeof *out);
   out->sin_family = AF_INET;
-  out->sin_port = htons(static_cast<uint16_t>(std::atoi(s.c_str() + colon + 1)));
+  out->sin_port =
+      htons(static_cast<uint16_t>(std::atoi(s.c_str() + colon + 1)));
   return inet_pton(AF_INET, s.substr(0, colon).c_str(), &out->sin_addr) == 1;
 }
 

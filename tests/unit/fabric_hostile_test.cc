@@ -36,7 +36,8 @@ struct ServerHandler : GroupHandler {
 // Child: a server group with one ring followed by a guard area. Exits 0 if
 // the group went down with a protocol error (or, for writes, stayed intact)
 // and the guard still holds its pattern.
-[[noreturn]] void RunServer(int fd, bool expect_protocol_error) {
+[[noreturn]] void RunServer(int fd, bool expect_protocol_error,
+                            int establish_ms) {
   ServerHandler h;
   GroupOptions o;
   o.role = Role::kServer;
@@ -50,9 +51,9 @@ struct ServerHandler : GroupHandler {
   std::memset(map + kRing, 0xEE, kGuard);
   uint32_t id;
   if (!g || g->RegisterRegion(map, kRing, true, &id) != 0 ||
-      !g->EstablishOverFd(fd, 5000, &err)) {
+      !g->EstablishOverFd(fd, establish_ms, &err)) {
     fprintf(stderr, "server: %s\n", err.c_str());
-    _exit(90);
+    _exit(g && g->counters().protocol_errors == 1 ? 91 : 90);
   }
   const uint64_t end = sys::NowNs() + 3000000000ull;
   while (!h.down && sys::NowNs() < end) g->Wait(5);
@@ -69,7 +70,7 @@ struct ServerHandler : GroupHandler {
 // The misbehaving client: just enough protocol to get the link confirmed.
 class Rogue : public LinkSink {
  public:
-  bool Establish(int fd) {
+  bool Establish(int fd, uint64_t nonce_xor = 0) {
     std::string err;
     LinkAddress offer;
     if (!RecvLinkAddress(fd, &offer, 5000, &err)) return Fail(err);
@@ -86,16 +87,23 @@ class Rogue : public LinkSink {
       return Fail(err);
     }
     const LocalMr* mr = link_->Mr(0);
-    LinkAddress mine{0, Provider::kTcp, link_->local_addr(), 0, offer.token,
-                     mr->key, mr->base, kMap};
+    LinkAddress mine{0,
+                     Provider::kTcp,
+                     link_->local_addr(),
+                     0,
+                     offer.token,
+                     mr->key,
+                     mr->base,
+                     kMap};
     uint8_t cm[16] = {};
     bytes::Put32(cm, kLinkAddressMagic);
     cm[4] = kLinkAddressVersion;
-    bytes::Put64(cm + 8, offer.token);
+    bytes::Put64(cm + 8, offer.token ^ nonce_xor);
     if (!SendLinkAddress(fd, mine, 5000, &err) || !link_->Connect(cm, &err)) {
       return Fail(err);
     }
-    if (!PollFor([&] { return confirmed_; })) return Fail("not confirmed");
+    PollFor([&] { return confirmed_ || dead_; });
+    if (!confirmed_) return nonce_xor != 0 ? false : Fail("not confirmed");
     // Let the server see the link confirmed before misbehaving on it.
     PollFor([] { return false; }, 100);
     return !dead_;
@@ -167,13 +175,14 @@ int Reap(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-pid_t StartServer(bool expect_protocol_error, int* fd) {
+pid_t StartServer(bool expect_protocol_error, int* fd,
+                  int establish_ms = 5000) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
   const pid_t pid = fork();
   if (pid == 0) {
     close(sv[0]);
-    RunServer(sv[1], expect_protocol_error);
+    RunServer(sv[1], expect_protocol_error, establish_ms);
   }
   close(sv[1]);
   *fd = sv[0];
@@ -263,6 +272,20 @@ TEST(FabricHostileWrite, WritesOutsideTheRegionNeverLand) {
     close(fd);
     EXPECT_EQ(Reap(pid), 0) << "variant " << variant;
   }
+}
+
+// A connection request that does not carry the offer's nonce is rejected;
+// the server never confirms a link for it.
+TEST(FabricHostileConnect, WrongNonceIsRejected) {
+  setenv("USMC_FABRIC_ALLOW_TCP", "1", 1);
+  int fd = -1;
+  const pid_t pid = StartServer(false, &fd, 1500);
+  ASSERT_GT(pid, 0);
+  Rogue rogue;
+  EXPECT_FALSE(rogue.Establish(fd, 1));
+  EXPECT_TRUE(rogue.dead_);
+  close(fd);
+  EXPECT_EQ(Reap(pid), 91);  // set-up failed, one protocol error counted
 }
 
 }  // namespace

@@ -150,6 +150,9 @@ class FabricLoopback : public ::testing::Test {
     src_ = static_cast<uint8_t*>(Map(kRing));
     own_ = static_cast<uint8_t*>(Map(kChunk));
     uint32_t own_id = 0;
+    if (src_ != nullptr) {
+      for (size_t i = 0; i < kRing; ++i) src_[i] = Pattern(i);
+    }
     if (!group_ || src_ == nullptr || own_ == nullptr ||
         group_->RegisterRegion(src_, kRing, false, &src_id_) != 0 ||
         group_->RegisterRegion(own_, kChunk, true, &own_id) != 0 ||
@@ -157,7 +160,6 @@ class FabricLoopback : public ::testing::Test {
       ADD_FAILURE() << "client: " << err;
       return false;
     }
-    for (size_t i = 0; i < kRing; ++i) src_[i] = Pattern(i);
     return true;
   }
 
@@ -186,9 +188,12 @@ class FabricLoopback : public ::testing::Test {
 // CDC and stays until the client hangs up.
 int VerifyAndAck(LinkGroup& g, Recorder& rec, uint8_t* ring, int fd,
                  uint64_t total) {
-  if (!PollUntil(g, [&] {
-        return !rec.remote_data.empty() && rec.remote_data.back() == total;
-      }, 10000, true)) {
+  if (!PollUntil(
+          g,
+          [&] {
+            return !rec.remote_data.empty() && rec.remote_data.back() == total;
+          },
+          10000, true)) {
     return 10;
   }
   for (uint64_t i = 0; i < total; ++i) {
@@ -198,24 +203,26 @@ int VerifyAndAck(LinkGroup& g, Recorder& rec, uint8_t* ring, int fd,
   CdcMsg m;
   m.cons_count = static_cast<uint32_t>(total);
   if (g.SendCdc(m) != 0) return 13;
-  PollUntil(g, [&] { return PeerGone(fd); }, 10000);
+  PollUntil(
+      g, [&] { return PeerGone(fd); }, 10000);
   return 0;
 }
 
 TEST_F(FabricLoopback, WritesWithCqDataAndCdc) {
   int fd = -1;
   const uint64_t total = 3 * 4096 + 64;
-  const pid_t pid = ForkServer(false, &fd, [&](LinkGroup& g, Recorder& r,
-                                               uint8_t* ring, int sfd) {
-    return VerifyAndAck(g, r, ring, sfd, total);
-  });
+  const pid_t pid = ForkServer(
+      false, &fd, [&](LinkGroup& g, Recorder& r, uint8_t* ring, int sfd) {
+        return VerifyAndAck(g, r, ring, sfd, total);
+      });
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(Connect(false, fd));
   EXPECT_EQ(group_->provider(), "tcp");
   EXPECT_EQ(group_->ActiveLinks(), 1);
   for (int i = 0; i < 3; ++i) ASSERT_EQ(Write(i * 4096, 4096, i + 1), 0);
   ASSERT_EQ(Write(3 * 4096, 64, total), 0);  // below inject_size
-  EXPECT_TRUE(PollUntil(*group_, [&] { return rec_.cdcs.size() == 1; }, 10000));
+  EXPECT_TRUE(PollUntil(
+      *group_, [&] { return rec_.cdcs.size() == 1; }, 10000));
   EXPECT_EQ(rec_.completed, 4u);
   ASSERT_EQ(rec_.cdcs.size(), 1u);
   EXPECT_EQ(rec_.cdcs[0].cons_count, total);
@@ -228,10 +235,10 @@ TEST_F(FabricLoopback, WritesWithCqDataAndCdc) {
 
 TEST_F(FabricLoopback, RefusesWritesOutsideRegions) {
   int fd = -1;
-  const pid_t pid = ForkServer(false, &fd, [&](LinkGroup& g, Recorder& r,
-                                               uint8_t* ring, int sfd) {
-    return VerifyAndAck(g, r, ring, sfd, 4096);
-  });
+  const pid_t pid = ForkServer(
+      false, &fd, [&](LinkGroup& g, Recorder& r, uint8_t* ring, int sfd) {
+        return VerifyAndAck(g, r, ring, sfd, 4096);
+      });
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(Connect(false, fd));
   WriteRequest w;
@@ -250,7 +257,8 @@ TEST_F(FabricLoopback, RefusesWritesOutsideRegions) {
   EXPECT_EQ(group_->Write(w), -EINVAL);
   EXPECT_EQ(group_->counters().bounds_rejects, 4u);
   ASSERT_EQ(Write(0, 4096, 4096), 0);
-  EXPECT_TRUE(PollUntil(*group_, [&] { return rec_.cdcs.size() == 1; }, 10000));
+  EXPECT_TRUE(PollUntil(
+      *group_, [&] { return rec_.cdcs.size() == 1; }, 10000));
   close(fd);
   EXPECT_EQ(Reap(pid), 0);
 }
@@ -261,27 +269,32 @@ TEST_F(FabricLoopback, RefusesWritesOutsideRegions) {
 TEST_F(FabricLoopback, FailoverReissuesAndReaddsLink) {
   int fd = -1;
   const uint64_t total = kRing - kGuard;
-  const pid_t pid = ForkServer(true, &fd, [&](LinkGroup& g, Recorder& r,
-                                              uint8_t* ring, int sfd) {
-    if (!PollUntil(g, [&] { return r.max_data == total; }, 20000)) return 20;
-    for (uint64_t i = 0; i < total; ++i) {
-      if (ring[i] != Pattern(i)) return 21;
-    }
-    if (!GuardIntact(ring)) return 22;
-    CdcMsg m;
-    m.cons_count = static_cast<uint32_t>(total);
-    if (g.SendCdc(m) != 0) return 23;
-    if (!PollUntil(g, [&] { return g.ActiveLinks() == 2; }, 10000)) return 24;
-    if (g.counters().failovers != 1 || g.counters().link_failures != 1) {
-      return 25;
-    }
-    PollUntil(g, [&] { return PeerGone(sfd); }, 10000);
-    return 0;
-  });
+  const pid_t pid = ForkServer(
+      true, &fd, [&](LinkGroup& g, Recorder& r, uint8_t* ring, int sfd) {
+        if (!PollUntil(
+                g, [&] { return r.max_data == total; }, 20000))
+          return 20;
+        for (uint64_t i = 0; i < total; ++i) {
+          if (ring[i] != Pattern(i)) return 21;
+        }
+        if (!GuardIntact(ring)) return 22;
+        CdcMsg m;
+        m.cons_count = static_cast<uint32_t>(total);
+        if (g.SendCdc(m) != 0) return 23;
+        if (!PollUntil(
+                g, [&] { return g.ActiveLinks() == 2; }, 10000))
+          return 24;
+        if (g.counters().failovers != 1 || g.counters().link_failures != 1) {
+          return 25;
+        }
+        PollUntil(
+            g, [&] { return PeerGone(sfd); }, 10000);
+        return 0;
+      });
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(Connect(true, fd));
-  ASSERT_TRUE(
-      PollUntil(*group_, [&] { return group_->ActiveLinks() == 2; }, 5000));
+  ASSERT_TRUE(PollUntil(
+      *group_, [&] { return group_->ActiveLinks() == 2; }, 5000));
   const int first = group_->primary();
   uint64_t posted = 0;
   for (uint64_t off = 0; off < total; off += kChunk) {
@@ -290,10 +303,11 @@ TEST_F(FabricLoopback, FailoverReissuesAndReaddsLink) {
     ++posted;
     if (posted == total / kChunk / 2) group_->DeleteLink(first);
   }
-  EXPECT_TRUE(PollUntil(*group_, [&] { return rec_.completed == posted; },
-                        20000));
+  EXPECT_TRUE(PollUntil(
+      *group_, [&] { return rec_.completed == posted; }, 20000));
   EXPECT_EQ(rec_.completed_bytes, total);
-  EXPECT_TRUE(PollUntil(*group_, [&] { return rec_.cdcs.size() == 1; }, 10000));
+  EXPECT_TRUE(PollUntil(
+      *group_, [&] { return rec_.cdcs.size() == 1; }, 10000));
   EXPECT_NE(group_->primary(), first);
   const GroupCounters& c = group_->counters();
   EXPECT_EQ(c.failovers, 1u);
@@ -301,8 +315,8 @@ TEST_F(FabricLoopback, FailoverReissuesAndReaddsLink) {
   printf("in flight at delete: %lu writes re-issued (%lu bytes)\n",
          static_cast<unsigned long>(c.reissued_writes),
          static_cast<unsigned long>(c.reissued_bytes));
-  EXPECT_TRUE(
-      PollUntil(*group_, [&] { return group_->ActiveLinks() == 2; }, 10000));
+  EXPECT_TRUE(PollUntil(
+      *group_, [&] { return group_->ActiveLinks() == 2; }, 10000));
   EXPECT_EQ(c.links_added, 3u);
   close(fd);
   EXPECT_EQ(Reap(pid), 0);
@@ -312,22 +326,99 @@ TEST_F(FabricLoopback, FailoverReissuesAndReaddsLink) {
 // dead after keepalive + probe wait; with no other link the group is down.
 TEST_F(FabricLoopback, SilentPeerIsDetected) {
   int fd = -1;
-  const pid_t pid = ForkServer(false, &fd, [&](LinkGroup&, Recorder&,
-                                               uint8_t*, int sfd) {
-    for (int i = 0; i < 300 && !PeerGone(sfd); ++i) usleep(10000);
-    return 0;
-  });
+  const pid_t pid =
+      ForkServer(false, &fd, [&](LinkGroup&, Recorder&, uint8_t*, int sfd) {
+        for (int i = 0; i < 300 && !PeerGone(sfd); ++i) usleep(10000);
+        return 0;
+      });
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(Connect(false, fd, 100));
   const uint64_t t0 = sys::NowNs();
-  EXPECT_TRUE(PollUntil(*group_, [&] { return rec_.group_down; }, 3000, true));
+  EXPECT_TRUE(PollUntil(
+      *group_, [&] { return rec_.group_down; }, 3000, true));
   const double ms = (sys::NowNs() - t0) / 1e6;
   printf("silent peer detected after %.1f ms (keepalive 100 + probe 100)\n",
          ms);
-  EXPECT_GE(ms, 150.0);
+  EXPECT_GE(ms, 100.0);
   EXPECT_LE(ms, 1000.0);
   EXPECT_EQ(group_->counters().link_failures, 1u);
   EXPECT_EQ(group_->Write(WriteRequest{}), -ECONNABORTED);
+  close(fd);
+  EXPECT_EQ(Reap(pid), 0);
+}
+
+// The client has one interface, the server two: the client declines the
+// second link (NO_ASYM) and the server stops offering it.
+TEST_F(FabricLoopback, AsymmetricGroupStopsAddingLinks) {
+  int fd = -1;
+  const pid_t pid =
+      ForkServer(true, &fd, [&](LinkGroup& g, Recorder&, uint8_t*, int sfd) {
+        const uint64_t end = sys::NowNs() + 1000000000ull;
+        PollUntil(
+            g, [&] { return sys::NowNs() > end; }, 2000);
+        if (g.ActiveLinks() != 1 || g.counters().add_failures != 1) return 40;
+        PollUntil(
+            g, [&] { return PeerGone(sfd); }, 10000);
+        return 0;
+      });
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(Connect(false, fd));
+  const uint64_t end = sys::NowNs() + 1200000000ull;
+  PollUntil(
+      *group_, [&] { return sys::NowNs() > end; }, 2000);
+  EXPECT_EQ(group_->ActiveLinks(), 1);
+  EXPECT_EQ(group_->counters().link_failures, 0u);
+  close(fd);
+  EXPECT_EQ(Reap(pid), 0);
+}
+
+// A region registered while both links are up is registered on both and
+// announced on both; the peer can write into it through either link.
+TEST_F(FabricLoopback, LateRegionReachableOnEveryLink) {
+  int fd = -1;
+  const pid_t pid =
+      ForkServer(true, &fd, [&](LinkGroup& g, Recorder& r, uint8_t*, int sfd) {
+        if (!PollUntil(
+                g, [&] { return g.ActiveLinks() == 2; }, 5000))
+          return 50;
+        auto* extra = static_cast<uint8_t*>(Map(kChunk));
+        uint32_t id = 0;
+        if (g.RegisterRegion(extra, kChunk, true, &id) != 0 || id != 1)
+          return 51;
+        if (!PollUntil(
+                g, [&] { return g.RegionConfirmed(id); }, 5000))
+          return 52;
+        if (!PollUntil(
+                g, [&] { return r.remote_data.size() == 2; }, 5000)) {
+          return 53;
+        }
+        for (size_t i = 0; i < 2 * 4096; ++i) {
+          if (extra[i] != Pattern(i)) return 54;
+        }
+        PollUntil(
+            g, [&] { return PeerGone(sfd); }, 10000);
+        return 0;
+      });
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(Connect(true, fd));
+  ASSERT_TRUE(PollUntil(
+      *group_,
+      [&] {
+        return group_->PeerRegionOnLink(1, 0) && group_->PeerRegionOnLink(1, 1);
+      },
+      5000));
+  for (int link = 0; link < 2; ++link) {
+    WriteRequest w;
+    w.local = src_ + link * 4096;
+    w.len = 4096;
+    w.local_region = src_id_;
+    w.remote_region = 1;
+    w.remote_offset = link * 4096;
+    w.link_hint = link;
+    ASSERT_EQ(group_->Write(w), 0);
+  }
+  EXPECT_TRUE(PollUntil(
+      *group_, [&] { return rec_.completed == 2; }, 5000));
   close(fd);
   EXPECT_EQ(Reap(pid), 0);
 }

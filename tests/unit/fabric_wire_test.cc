@@ -75,16 +75,16 @@ TEST(FabricLinkAddress, RejectsHostileFields) {
   const Case cases[] = {
       {0, 0x00, AddrStatus::kBadMagic},
       {4, 2, AddrStatus::kUnsupportedVersion},
-      {5, 2, AddrStatus::kMalformed},     // link id >= kMaxLinks
-      {6, 0, AddrStatus::kMalformed},     // no provider
-      {6, 9, AddrStatus::kMalformed},     // unknown provider
-      {7, 2, AddrStatus::kMalformed},     // IPv6 format, IPv4 length
-      {7, 0, AddrStatus::kMalformed},     // no format
-      {8, 200, AddrStatus::kMalformed},   // addr_len beyond the maximum
-      {8, 22, AddrStatus::kTruncated},    // addr_len beyond the input
-      {10, 1, AddrStatus::kMalformed},    // reserved byte set
-      {12, 0xFF, AddrStatus::kMalformed}, // region id >= kMaxRegions
-      {40, 0xFF, AddrStatus::kMalformed}, // region longer than allowed
+      {5, 2, AddrStatus::kMalformed},      // link id >= kMaxLinks
+      {6, 0, AddrStatus::kMalformed},      // no provider
+      {6, 9, AddrStatus::kMalformed},      // unknown provider
+      {7, 2, AddrStatus::kMalformed},      // IPv6 format, IPv4 length
+      {7, 0, AddrStatus::kMalformed},      // no format
+      {8, 200, AddrStatus::kMalformed},    // addr_len beyond the maximum
+      {8, 22, AddrStatus::kTruncated},     // addr_len beyond the input
+      {10, 1, AddrStatus::kMalformed},     // reserved byte set
+      {12, 0xFF, AddrStatus::kMalformed},  // region id >= kMaxRegions
+      {40, 0xFF, AddrStatus::kMalformed},  // region longer than allowed
   };
   for (const Case& c : cases) {
     std::vector<uint8_t> b = good;
@@ -127,8 +127,8 @@ LlcMsg RoundTrip(const LlcMsg& m) {
 }
 
 TEST(FabricLlc, EveryTypeRoundTrips) {
-  LlcMsg confirm{.type = MsgType::kConfirmLink, .flags = kLlcResp,
-                 .link_id = 1};
+  LlcMsg confirm{
+      .type = MsgType::kConfirmLink, .flags = kLlcResp, .link_id = 1};
   confirm.token = 42;
   confirm.max_links = 2;
   EXPECT_EQ(RoundTrip(confirm), confirm);
@@ -155,8 +155,8 @@ TEST(FabricLlc, EveryTypeRoundTrips) {
 }
 
 TEST(FabricLlc, CdcKeepsSmcLayout) {
-  CdcMsg c{0x0102, 0x03040506, 0x0708, 0x090a0b0c, 0x0d0e, 0x0f101112,
-           kCdcWriteBlocked, 0x04};
+  CdcMsg c{0x0102, 0x03040506, 0x0708,           0x090a0b0c,
+           0x0d0e, 0x0f101112, kCdcWriteBlocked, 0x04};
   std::array<uint8_t, kCtrlMsgSize> b;
   ASSERT_EQ(EncodeCdc(c, b), kCtrlMsgSize);
   EXPECT_EQ(b[0], 0xFE);

@@ -96,10 +96,9 @@ bool FabricLink::OpenQueues(bool wait_fd, std::string* err) {
 // Control send and receive buffers live in one page-aligned pool, registered
 // once (verbs wants page-aligned registrations for fork safety).
 bool FabricLink::SetUpPool(std::string* err) {
-  const uint32_t recv_slots = traits_.rx_cq_data
-                                  ? static_cast<uint32_t>(traits_.rx_depth)
-                                  : std::min<uint32_t>(kRecvSlots,
-                                                       traits_.rx_depth);
+  const uint32_t recv_slots =
+      traits_.rx_cq_data ? static_cast<uint32_t>(traits_.rx_depth)
+                         : std::min<uint32_t>(kRecvSlots, traits_.rx_depth);
   const uint32_t ctrl_slots =
       std::min<uint32_t>(kCtrlSlots, traits_.tx_depth / 4);
   if (recv_slots == 0 || ctrl_slots == 0) {
@@ -140,7 +139,9 @@ bool FabricLink::SetUpPool(std::string* err) {
   return true;
 }
 
-uint8_t* FabricLink::CtrlBuf(uint32_t i) const { return pool_ + i * kSlotBytes; }
+uint8_t* FabricLink::CtrlBuf(uint32_t i) const {
+  return pool_ + i * kSlotBytes;
+}
 
 uint8_t* FabricLink::RecvBuf(uint32_t i) const {
   return pool_ + (cslots_.size() + i) * kSlotBytes;
@@ -157,8 +158,8 @@ bool FabricLink::Listen(EpAddr* bound, std::string* err) {
   sockaddr_storage ss{};
   size_t len = sizeof ss;
   rc = fi_getname(&pep_->fid, &ss, &len);
-  if (rc != 0 || !EpAddr::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len,
-                                       bound)) {
+  if (rc != 0 ||
+      !EpAddr::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len, bound)) {
     *err = FiError("fi_getname", rc != 0 ? rc : -FI_EINVAL);
     return false;
   }
@@ -207,8 +208,8 @@ bool FabricLink::RegisterRegion(uint32_t id, void* addr, size_t len,
   const uint64_t access = FI_WRITE | (remote ? FI_REMOTE_WRITE : 0);
   const uint64_t want_key = traits_.mr_prov_key ? 0 : uint64_t{id} + 1;
   LocalMr m;
-  const int rc = fi_mr_reg(domain_, addr, len, access, 0, want_key, 0, &m.mr,
-                           nullptr);
+  const int rc =
+      fi_mr_reg(domain_, addr, len, access, 0, want_key, 0, &m.mr, nullptr);
   if (rc != 0) {
     *err = FiError("fi_mr_reg", rc);
     return false;
@@ -296,8 +297,8 @@ void FabricLink::DrainCtrlQueue() {
 }
 
 bool FabricLink::PostRecv(uint32_t index) {
-  const ssize_t rc = fi_recv(ep_, RecvBuf(index), kSlotBytes, pool_desc_, 0,
-                             &rslots_[index]);
+  const ssize_t rc =
+      fi_recv(ep_, RecvBuf(index), kSlotBytes, pool_desc_, 0, &rslots_[index]);
   return rc == 0;
 }
 

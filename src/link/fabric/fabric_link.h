@@ -42,16 +42,16 @@ struct WriteRequest {
   size_t len = 0;
   uint32_t local_region = 0;
   uint32_t remote_region = 0;
-  uint64_t remote_offset = 0;   // from the start of the remote region
-  uint64_t cq_data = 0;         // delivered to the peer with the data
-  uint64_t cookie = 0;          // the owner's; returned on completion
-  int link_hint = -1;           // preferred link id, -1 = any
+  uint64_t remote_offset = 0;  // from the start of the remote region
+  uint64_t cq_data = 0;        // delivered to the peer with the data
+  uint64_t cookie = 0;         // the owner's; returned on completion
+  int link_hint = -1;          // preferred link id, -1 = any
 };
 
 // Where a peer region is, as seen through one link.
 struct RemoteKey {
   uint64_t key = 0;
-  uint64_t base = 0;    // added to offsets: a VA, or 0 in offset mode
+  uint64_t base = 0;  // added to offsets: a VA, or 0 in offset mode
   uint64_t length = 0;
 };
 
@@ -79,7 +79,8 @@ class LinkSink {
   virtual bool OnConnReq(FabricLink& link, std::span<const uint8_t> cm) = 0;
   virtual void OnConnected(FabricLink& link) = 0;
   // The link just became kDead (CQ/EQ error, peer shutdown, failed connect).
-  virtual void OnLinkError(FabricLink& link, int err, const std::string& why) = 0;
+  virtual void OnLinkError(FabricLink& link, int err,
+                           const std::string& why) = 0;
 };
 
 class FabricLink {
@@ -135,6 +136,7 @@ class FabricLink {
   const std::string& provider() const { return provider_; }
   const ProviderTraits& traits() const { return traits_; }
   const EpAddr& local_addr() const { return local_; }
+  // When the peer last sent something on this link (CLOCK_MONOTONIC).
   uint64_t last_rx_ns() const { return last_rx_ns_; }
   size_t writes_in_flight() const { return wslots_.size() - wfree_.size(); }
   size_t write_capacity() const { return wslots_.size(); }
@@ -165,7 +167,7 @@ class FabricLink {
   bool PostRecv(uint32_t index);
   int SendNow(std::span<const uint8_t> msg);
   void DrainCtrlQueue();
-  void HandleEntry(LinkSink& sink, const fi_cq_data_entry& e);
+  bool HandleEntry(LinkSink& sink, const fi_cq_data_entry& e);
   void HandleRecv(LinkSink& sink, const fi_cq_data_entry& e, uint32_t index);
   void HandleCqError(LinkSink& sink);
   void HandleConnReq(LinkSink& sink, const fi_eq_cm_entry* cm, size_t len);

@@ -23,8 +23,7 @@ bool Inside(const std::vector<T>& v, const void* p) {
   if (v.empty()) return false;
   const auto* b = reinterpret_cast<const uint8_t*>(v.data());
   const auto* q = static_cast<const uint8_t*>(p);
-  return q >= b && q < b + v.size() * sizeof(T) &&
-         (q - b) % sizeof(T) == 0;
+  return q >= b && q < b + v.size() * sizeof(T) && (q - b) % sizeof(T) == 0;
 }
 
 }  // namespace
@@ -53,29 +52,34 @@ int FabricLink::PollCq(LinkSink& sink, int max) {
       Fail(sink, static_cast<int>(n), "fi_cq_read");
       break;
     }
-    last_rx_ns_ = sys::NowNs();
+    bool inbound = false;
     for (ssize_t i = 0; i < n && state_ != State::kDead; ++i) {
-      HandleEntry(sink, e[i]);
+      inbound |= HandleEntry(sink, e[i]);
     }
+    if (inbound) last_rx_ns_ = sys::NowNs();
     total += static_cast<int>(n);
   }
   return total;
 }
 
-void FabricLink::HandleEntry(LinkSink& sink, const fi_cq_data_entry& e) {
+// Returns true for what the peer's software sent (a message, remote CQ
+// data): only that proves the peer alive. Our own completions do not, since
+// on hardware the peer's NIC acknowledges even when its process hangs.
+bool FabricLink::HandleEntry(LinkSink& sink, const fi_cq_data_entry& e) {
   OpCtx* ctx = Owned(e.op_context);
   if (ctx == nullptr) {
-    if (e.flags & FI_REMOTE_CQ_DATA) sink.OnRemoteData(*this, e.data);
-    return;
+    if ((e.flags & FI_REMOTE_CQ_DATA) == 0) return false;
+    sink.OnRemoteData(*this, e.data);
+    return true;
   }
   switch (ctx->kind) {
     case OpKind::kWrite: {
       WriteSlot& s = wslots_[ctx->index];
-      if (!s.busy) return;
+      if (!s.busy) return false;
       s.busy = false;
       wfree_.push_back(ctx->index);
       sink.OnWriteDone(*this, s.req);
-      return;
+      return false;
     }
     case OpKind::kCtrl:
       if (cslots_[ctx->index].busy) {
@@ -83,11 +87,12 @@ void FabricLink::HandleEntry(LinkSink& sink, const fi_cq_data_entry& e) {
         cfree_.push_back(ctx->index);
       }
       DrainCtrlQueue();
-      return;
+      return false;
     case OpKind::kRecv:
       HandleRecv(sink, e, ctx->index);
-      return;
+      return true;
   }
+  return false;
 }
 
 // With FI_RX_CQ_DATA (verbs) a remote write's CQ data arrives on a posted
@@ -113,7 +118,7 @@ void FabricLink::HandleCqError(LinkSink& sink) {
     return;
   }
   const OpCtx* ctx = Owned(err.op_context);
-  const char* what = ctx == nullptr              ? "completion"
+  const char* what = ctx == nullptr                ? "completion"
                      : ctx->kind == OpKind::kWrite ? "write"
                      : ctx->kind == OpKind::kCtrl  ? "send"
                                                    : "receive";
@@ -180,8 +185,8 @@ void FabricLink::HandleConnReq(LinkSink& sink, const fi_eq_cm_entry* cm,
       sink.OnConnReq(*this, std::span<const uint8_t>(cm->data, len))) {
     fid_ep* ep = nullptr;
     std::string err;
-    if (fi_endpoint(domain_, req, &ep, this) == 0 &&
-        SetUpEndpoint(ep, &err) && fi_accept(ep_, nullptr, 0) == 0) {
+    if (fi_endpoint(domain_, req, &ep, this) == 0 && SetUpEndpoint(ep, &err) &&
+        fi_accept(ep_, nullptr, 0) == 0) {
       state_ = State::kAccepting;
       accepted = true;
     } else {
@@ -216,8 +221,9 @@ std::vector<WriteRequest> FabricLink::TakePendingWrites() {
   for (WriteSlot& s : wslots_) {
     if (s.busy) busy.push_back(&s);
   }
-  std::sort(busy.begin(), busy.end(),
-            [](const WriteSlot* a, const WriteSlot* b) { return a->seq < b->seq; });
+  std::sort(
+      busy.begin(), busy.end(),
+      [](const WriteSlot* a, const WriteSlot* b) { return a->seq < b->seq; });
   std::vector<WriteRequest> out;
   out.reserve(busy.size());
   for (WriteSlot* s : busy) {
@@ -233,8 +239,9 @@ std::vector<CtrlBytes> FabricLink::TakePendingCtrl() {
   for (CtrlSlot& s : cslots_) {
     if (s.busy) busy.push_back(&s);
   }
-  std::sort(busy.begin(), busy.end(),
-            [](const CtrlSlot* a, const CtrlSlot* b) { return a->seq < b->seq; });
+  std::sort(busy.begin(), busy.end(), [](const CtrlSlot* a, const CtrlSlot* b) {
+    return a->seq < b->seq;
+  });
   std::vector<CtrlBytes> out;
   for (CtrlSlot* s : busy) {
     CtrlBytes b;

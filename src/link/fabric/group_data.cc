@@ -48,19 +48,21 @@ int LinkGroup::PickLink(const WriteRequest& w, const RemoteRegion& rr) const {
   return -1;
 }
 
+bool LinkGroup::LocalRangeOk(const WriteRequest& w) const {
+  if (w.local_region >= regions_.size() || !regions_[w.local_region].live) {
+    return false;
+  }
+  const LocalRegion& r = regions_[w.local_region];
+  const auto* p = static_cast<const uint8_t*>(w.local);
+  const auto* base = static_cast<const uint8_t*>(r.addr);
+  return p >= base && w.len <= r.len &&
+         static_cast<size_t>(p - base) <= r.len - w.len;
+}
+
 int LinkGroup::Write(const WriteRequest& w) {
   if (down_) return -ECONNABORTED;
   auto rr = remote_.find(w.remote_region);
-  const bool local_ok =
-      w.local_region < regions_.size() && regions_[w.local_region].live &&
-      static_cast<const uint8_t*>(w.local) >=
-          static_cast<const uint8_t*>(regions_[w.local_region].addr) &&
-      w.len <= regions_[w.local_region].len &&
-      static_cast<size_t>(static_cast<const uint8_t*>(w.local) -
-                          static_cast<const uint8_t*>(
-                              regions_[w.local_region].addr)) <=
-          regions_[w.local_region].len - w.len;
-  if (rr == remote_.end() || !local_ok || w.len == 0 ||
+  if (rr == remote_.end() || !LocalRangeOk(w) || w.len == 0 ||
       w.remote_offset > rr->second.length ||
       w.len > rr->second.length - w.remote_offset) {
     ++counters_.bounds_rejects;
@@ -168,9 +170,9 @@ int LinkGroup::NextTimeoutMs() const {
   uint64_t next = now + 1000000000ull;
   for (const Slot& s : slots_) {
     if (s.phase == Phase::kActive) {
-      const uint64_t t = s.probe_ns != 0
-                             ? s.probe_ns + probe_wait_ms_ * 1000000ull
-                             : s.link->last_rx_ns() + keepalive_ms_ * 1000000ull;
+      const uint64_t t =
+          s.probe_ns != 0 ? s.probe_ns + probe_wait_ms_ * 1000000ull
+                          : s.link->last_rx_ns() + keepalive_ms_ * 1000000ull;
       next = std::min(next, t);
     } else if (s.phase != Phase::kEmpty) {
       next = std::min(next, s.deadline_ns);

@@ -46,7 +46,8 @@ void LinkGroup::TakeDown(int i) {
   if (!was_active) {
     ++counters_.add_failures;
     if (notify && survivor >= 0) {
-      LlcMsg m{.type = MsgType::kDeleteLink, .link_id = static_cast<uint8_t>(i)};
+      LlcMsg m{.type = MsgType::kDeleteLink,
+               .link_id = static_cast<uint8_t>(i)};
       m.reason = reason;
       SendLlc(m, survivor);
     }
@@ -137,15 +138,15 @@ void LinkGroup::Timers(uint64_t now) {
       if (slots_[i].phase != Phase::kActive) return;  // one set-up at a time
       continue;
     }
-    if (!opt_.local_addrs[i].empty()) {
+    if (!opt_.local_addrs[i].empty() && !peer_lacks_[i]) {
       StartAddLink(i, now);
       return;
     }
   }
 }
 
-// Silence for keepalive_ms -> TEST_LINK; no sign of life within
-// probe_wait_ms after it -> dead. Any completion counts as a sign of life.
+// Silence for keepalive_ms -> TEST_LINK; nothing from the peer within
+// probe_wait_ms after it -> dead. Any message or remote write counts.
 void LinkGroup::Keepalive(int i, uint64_t now) {
   Slot& s = slots_[i];
   const uint64_t last = s.link->last_rx_ns();

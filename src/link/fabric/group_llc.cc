@@ -144,8 +144,11 @@ void LinkGroup::OnDeleteLink(FabricLink& link, const LlcMsg& m) {
     for (int i = 0; i < kMaxLinks; ++i) RequestDown(i, m.reason, false);
     return;
   }
-  USMC_LOG("fabric: peer deletes link %u (reason 0x%x) via link %u",
-           m.link_id, m.reason, link.id());
+  USMC_LOG("fabric: peer deletes link %u (reason 0x%x) via link %u", m.link_id,
+           m.reason, link.id());
+  if (m.reason == kReasonNoAsym && opt_.role == Role::kServer) {
+    peer_lacks_[m.link_id] = true;  // an asymmetric group: stop adding it
+  }
   if (slots_[m.link_id].link) RequestDown(m.link_id, m.reason, false);
 }
 

@@ -66,10 +66,10 @@ struct EpAddr {
 
 enum class AddrStatus {
   kOk,
-  kTruncated,        // shorter than the fixed part or than addr_len says
+  kTruncated,  // shorter than the fixed part or than addr_len says
   kBadMagic,
   kUnsupportedVersion,
-  kMalformed,        // a field out of range
+  kMalformed,  // a field out of range
 };
 const char* AddrStatusName(AddrStatus s);
 

@@ -32,8 +32,8 @@ LinkGroup::LinkGroup(const GroupOptions& opt, GroupHandler* handler)
   probe_wait_ms_ = opt.probe_wait_ms != 0
                        ? opt.probe_wait_ms
                        : EnvMs("USMC_FABRIC_PROBE_WAIT_MS", wait_default);
-  readd_ms_ = opt.readd_ms != 0 ? opt.readd_ms
-                                : EnvMs("USMC_FABRIC_READD_MS", 1000);
+  readd_ms_ =
+      opt.readd_ms != 0 ? opt.readd_ms : EnvMs("USMC_FABRIC_READD_MS", 1000);
 }
 
 LinkGroup::~LinkGroup() {
@@ -90,7 +90,8 @@ int LinkGroup::RegisterRegion(void* addr, size_t len, bool remote,
         continue;
       }
       const LocalMr* mr = slots_[i].link->Mr(rid);
-      LlcMsg m{.type = MsgType::kConfirmRkey, .link_id = static_cast<uint8_t>(i)};
+      LlcMsg m{.type = MsgType::kConfirmRkey,
+               .link_id = static_cast<uint8_t>(i)};
       m.region_id = rid;
       m.rkey = mr->key;
       m.base = mr->base;
@@ -127,6 +128,12 @@ bool LinkGroup::RegionConfirmed(uint32_t id) const {
   return true;
 }
 
+bool LinkGroup::PeerRegionOnLink(uint32_t id, int i) const {
+  auto it = remote_.find(id);
+  return it != remote_.end() && i >= 0 && i < kMaxLinks &&
+         (it->second.mask & (1u << i)) != 0;
+}
+
 bool LinkGroup::RegisterAll(FabricLink& link, std::string* err) {
   for (uint32_t id = 0; id < regions_.size(); ++id) {
     const LocalRegion& r = regions_[id];
@@ -152,7 +159,8 @@ bool LinkGroup::OpenSlot(int i, const EpAddr* peer, std::string* err) {
     info = GetInfo(provider_, src, peer, err);
   }
   if (info == nullptr) return false;
-  auto link = FabricLink::Open(info, static_cast<uint8_t>(i), opt_.wait_fd, err);
+  auto link =
+      FabricLink::Open(info, static_cast<uint8_t>(i), opt_.wait_fd, err);
   if (!link || !RegisterAll(*link, err)) return false;
   Slot& s = slots_[i];
   s = Slot{};
@@ -310,8 +318,7 @@ bool LinkGroup::EstablishOverFd(int fd, int timeout_ms, std::string* err) {
   }
   return RecvLinkAddress(fd, &peer, timeout_ms, err) &&
          Answer(peer, &mine, err) &&
-         SendLinkAddress(fd, mine, timeout_ms, err) &&
-         Join(timeout_ms, err);
+         SendLinkAddress(fd, mine, timeout_ms, err) && Join(timeout_ms, err);
 }
 
 }  // namespace usmc::fabric

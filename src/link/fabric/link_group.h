@@ -16,7 +16,8 @@
 //   consumed); its pending CDC and rkey messages are sent again there. With
 //   no surviving link the group is down.
 // - Single-threaded: one thread calls everything, including Poll/Wait, and
-//   every handler callback runs inside one of these calls.
+//   every handler callback runs inside one of these calls. A handler may
+//   call Write/SendCdc but must not destroy the group.
 #ifndef USMC_LINK_FABRIC_LINK_GROUP_H_
 #define USMC_LINK_FABRIC_LINK_GROUP_H_
 
@@ -62,7 +63,7 @@ struct GroupCounters {
   uint64_t writes_completed = 0;
   uint64_t reissued_writes = 0;
   uint64_t reissued_bytes = 0;
-  uint64_t remote_data = 0;    // remote CQ data received
+  uint64_t remote_data = 0;  // remote CQ data received
   uint64_t ctrl_sent = 0;
   uint64_t ctrl_received = 0;
   uint64_t keepalives_sent = 0;
@@ -102,6 +103,8 @@ class LinkGroup : private LinkSink {
   void UnregisterRegion(uint32_t id);
   // The peer acknowledged the region's key on every active link.
   bool RegionConfirmed(uint32_t id) const;
+  // The peer announced its region `id` on link i (writes to it may go there).
+  bool PeerRegionOnLink(uint32_t id, int i) const;
 
   // Server: listens for the first link; *out describes it and the first
   // remote region. Then Accept() records the client's answer and waits
@@ -116,8 +119,13 @@ class LinkGroup : private LinkSink {
   bool EstablishOverFd(int fd, int timeout_ms, std::string* err);
 
   // 0, -EAGAIN (no room now: poll and retry), -EINVAL (unknown region,
-  // range outside it), -ECONNABORTED (group down).
+  // range outside it), -ECONNABORTED (group down). Writes (and CDCs) are
+  // ordered only within one link: everything of one stream must use the
+  // same link_hint, normally -1 (the primary link, which changes only on
+  // failover, after the re-issued writes).
   int Write(const WriteRequest& w);
+  // A CDC message on the given or the primary link, after every write
+  // posted there before it (FI_ORDER_SAW). 0, -EAGAIN or -ECONNABORTED.
   int SendCdc(const CdcMsg& m, int link_hint = -1);
 
   // Processes completions, events and timers; returns completions seen.
@@ -182,6 +190,7 @@ class LinkGroup : private LinkSink {
   int PickLink(const WriteRequest& w, const RemoteRegion& rr) const;
   int PostOne(const WriteRequest& w);
   bool DeathPending() const;
+  bool LocalRangeOk(const WriteRequest& w) const;
   void DrainBacklog();
   void RequestDown(int i, uint32_t reason, bool notify);
   void ProcessDeaths();
@@ -219,6 +228,7 @@ class LinkGroup : private LinkSink {
   uint32_t probe_wait_ms_ = 2000;
   uint32_t readd_ms_ = 1000;
   std::array<Slot, kMaxLinks> slots_;
+  std::array<bool, kMaxLinks> peer_lacks_{};  // peer has no interface i
   std::vector<LocalRegion> regions_;
   std::unordered_map<uint32_t, RemoteRegion> remote_;
   std::deque<WriteRequest> backlog_;

@@ -70,13 +70,13 @@ struct LlcMsg {
   MsgType type = MsgType::kTestLink;
   uint8_t flags = 0;
   uint8_t link_id = 0;
-  uint64_t token = 0;      // CONFIRM_LINK, ADD_LINK
-  uint8_t max_links = 0;   // CONFIRM_LINK
-  EpAddr addr;             // ADD_LINK
-  uint32_t reason = 0;     // DELETE_LINK
+  uint64_t token = 0;                   // CONFIRM_LINK, ADD_LINK
+  uint8_t max_links = 0;                // CONFIRM_LINK
+  EpAddr addr;                          // ADD_LINK
+  uint32_t reason = 0;                  // DELETE_LINK
   std::array<uint8_t, 16> test_data{};  // TEST_LINK
-  uint32_t region_id = 0;  // CONFIRM_RKEY, DELETE_RKEY
-  uint64_t rkey = 0;       // CONFIRM_RKEY
+  uint32_t region_id = 0;               // CONFIRM_RKEY, DELETE_RKEY
+  uint64_t rkey = 0;                    // CONFIRM_RKEY
   uint64_t base = 0;
   uint64_t length = 0;
   bool operator==(const LlcMsg& o) const = default;
@@ -96,10 +96,10 @@ struct CdcMsg {
 
 enum class CtrlStatus {
   kOk,
-  kBadSize,      // not exactly 44 bytes, or the length byte is not 44
+  kBadSize,  // not exactly 44 bytes, or the length byte is not 44
   kUnknownType,
   kBadFlags,
-  kBadField,     // link id, address, region or region id out of range
+  kBadField,  // link id, address, region or region id out of range
 };
 const char* CtrlStatusName(CtrlStatus s);
 

@@ -64,8 +64,7 @@ bool SendLinkAddress(int fd, const LinkAddress& a, int timeout_ms,
   return Transfer(fd, buf, n + 2, POLLOUT, end, err);
 }
 
-bool RecvLinkAddress(int fd, LinkAddress* a, int timeout_ms,
-                     std::string* err) {
+bool RecvLinkAddress(int fd, LinkAddress* a, int timeout_ms, std::string* err) {
   const uint64_t end = sys::NowNs() + uint64_t(timeout_ms) * 1000000ull;
   uint8_t len_buf[2];
   if (!Transfer(fd, len_buf, 2, POLLIN, end, err)) return false;

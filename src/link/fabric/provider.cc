@@ -4,7 +4,6 @@
 #include <net/if.h>
 #include <rdma/fi_domain.h>
 #include <rdma/fi_endpoint.h>
-
 #include <sys/ioctl.h>
 
 #include <algorithm>

@@ -30,11 +30,11 @@ bool IsSoftwareProvider(const std::string& name);
 
 // How a chosen provider wants memory, addresses and completions handled.
 struct ProviderTraits {
-  bool mr_local = false;     // FI_MR_LOCAL: local buffers need a descriptor
-  bool mr_virt_addr = false; // FI_MR_VIRT_ADDR: remote address = VA
-  bool mr_prov_key = false;  // FI_MR_PROV_KEY: the provider picks keys
-  bool rx_cq_data = false;   // FI_RX_CQ_DATA: remote CQ data eats a receive
-  uint64_t completion = 0;   // FI_DELIVERY_COMPLETE or FI_TRANSMIT_COMPLETE
+  bool mr_local = false;      // FI_MR_LOCAL: local buffers need a descriptor
+  bool mr_virt_addr = false;  // FI_MR_VIRT_ADDR: remote address = VA
+  bool mr_prov_key = false;   // FI_MR_PROV_KEY: the provider picks keys
+  bool rx_cq_data = false;    // FI_RX_CQ_DATA: remote CQ data eats a receive
+  uint64_t completion = 0;    // FI_DELIVERY_COMPLETE or FI_TRANSMIT_COMPLETE
   size_t inject_size = 0;
   size_t tx_depth = 0;
   size_t rx_depth = 0;
