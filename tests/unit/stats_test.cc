@@ -194,10 +194,9 @@ TEST(StatsSummaryTest, SinceResetAndAverages) {
   EXPECT_EQ(host.rings_in_use[65536], 2u);
 }
 
-// The arena of this very process, read back through /proc like `usmc ss` does.
-TEST(StatsArenaTest, RecordsReadBackThroughProc) {
-  int fds[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+// Records a NOLISTENER fallback on fds[0] and an accelerated connection (1234
+// bytes out) on fds[1].
+engine::ConnState* RecordTwo(const int fds[2]) {
   sockaddr_in local{}, peer{};
   local.sin_family = peer.sin_family = AF_INET;
   local.sin_port = htons(1111);
@@ -212,13 +211,22 @@ TEST(StatsArenaTest, RecordsReadBackThroughProc) {
   d.peer = reinterpret_cast<sockaddr*>(&peer);
   RecordDecision(d);
   engine::ConnState* st = engine::Arena::Get().Alloc();
-  ASSERT_NE(st, nullptr);
+  if (st == nullptr) return nullptr;
   st->id.ring_bytes = 65536;
   Add(st->bytes_out, 1234);
   d.fd = fds[1];
   d.reason = 0;
   d.st = st;
   RecordDecision(d);
+  return st;
+}
+
+// The arena of this very process, read back through /proc like `usmc ss` does.
+TEST(StatsArenaTest, RecordsReadBackThroughProc) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  engine::ConnState* st = RecordTwo(fds);
+  ASSERT_NE(st, nullptr);
 
   auto arenas = ScanArenas(getpid());
   ASSERT_EQ(arenas.size(), 1u);
