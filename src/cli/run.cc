@@ -311,8 +311,9 @@ std::string EditPreload(const char* existing, const std::string& first,
   return out + last;
 }
 
-// The program under usmc is not ours to leak-check (python, for one, is not LSan-clean); usmc's own
-// code is leak-checked by its unit tests, which run without `usmc run`.
+// The program under usmc is not ours to leak-check (python, for one, is not
+// LSan-clean); usmc's own code is leak-checked by its unit tests, which run
+// without `usmc run`.
 void SetAsanOptions() {
   const char* cur = getenv("ASAN_OPTIONS");
   std::string opts = cur != nullptr ? cur : "";

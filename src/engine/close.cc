@@ -1,5 +1,6 @@
-// Close semantics: shutdown as a flag in the slot, the last holder's close as closed/abort flags plus
-// the kernel's FIN (or RST for unread data), and the release of this side of the slot.
+// Close semantics: shutdown as a flag in the slot, the last holder's close as
+// closed/abort flags plus the kernel's FIN (or RST for unread data), and the
+// release of this side of the slot.
 #include <errno.h>
 #include <sys/socket.h>
 
@@ -29,9 +30,11 @@ int Conn::Shutdown(int how) {
   if (how != SHUT_WR) st_->flags.fetch_or(kShutRd, std::memory_order_acq_rel);
   if (how == SHUT_RD) return 0;
   st_->flags.fetch_or(kShutWr, std::memory_order_acq_rel);
-  tx_->p.conn_flags.fetch_or(wire::kCdcPeerDoneWriting, std::memory_order_release);
+  tx_->p.conn_flags.fetch_or(wire::kCdcPeerDoneWriting,
+                             std::memory_order_release);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (tx_->c.waiting_for_data.exchange(0, std::memory_order_acq_rel) != 0) Ring();
+  if (tx_->c.waiting_for_data.exchange(0, std::memory_order_acq_rel) != 0)
+    Ring();
   return 0;
 }
 
@@ -40,12 +43,15 @@ bool Conn::Close() {
   uint32_t peer = rx_->p.conn_flags.load(std::memory_order_acquire);
   bool unread = BytesReadable() > 0 && !(peer & wire::kCdcPeerConnAbort);
   uint32_t flag = unread ? wire::kCdcPeerConnAbort : wire::kCdcPeerConnClosed;
-  tx_->p.conn_flags.fetch_or(flag | wire::kCdcPeerDoneWriting, std::memory_order_release);
+  tx_->p.conn_flags.fetch_or(flag | wire::kCdcPeerDoneWriting,
+                             std::memory_order_release);
 
-  wire::Cursor prod = wire::Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
+  wire::Cursor prod =
+      wire::Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
   uint64_t produced = uint64_t{prod.wrap()} * ring_bytes_ + prod.count();
   shm::SlotHeader* h = seg_->slot(slot_);
-  (side_ == shm::Side::kClient ? h->c2s_high : h->s2c_high).store(produced, std::memory_order_relaxed);
+  (side_ == shm::Side::kClient ? h->c2s_high : h->s2c_high)
+      .store(produced, std::memory_order_relaxed);
   seg_->ReleaseSlot(slot_, side_);
   Arena::Get().Free(st_);
   st_ = nullptr;

@@ -29,8 +29,8 @@ Conn::Conn(const Setup& s)
   rx_data_ = client ? seg_->ring_s2c(slot_) : seg_->ring_c2s(slot_);
 }
 
-int64_t Conn::CheckedDistance(wire::Cursor from, wire::Cursor to, wire::Cursor last,
-                              wire::Cursor peer) {
+int64_t Conn::CheckedDistance(wire::Cursor from, wire::Cursor to,
+                              wire::Cursor last, wire::Cursor peer) {
   int64_t d = wire::Cursor::Distance(from, to, ring_bytes_);
   if (d < 0 || wire::Cursor::Distance(last, peer, ring_bytes_) < 0) {
     Break();
@@ -53,10 +53,13 @@ void Conn::SetNonBlocking(bool on) {
 
 bool Conn::nonblocking() const { return Has(kNonBlock); }
 
-int Conn::TakeError() { return st_->error.exchange(0, std::memory_order_acq_rel); }
+int Conn::TakeError() {
+  return st_->error.exchange(0, std::memory_order_acq_rel);
+}
 
-// The peer's own flags in the slot outrank what the TCP socket says: a graceful close whose TCP
-// teardown became a RST (a doorbell was still unread) is still a graceful close.
+// The peer's own flags in the slot outrank what the TCP socket says: a graceful
+// close whose TCP teardown became a RST (a doorbell was still unread) is still
+// a graceful close.
 bool Conn::PeerAborted(uint32_t peer, uint32_t local) {
   if (peer & wire::kCdcPeerConnAbort) return true;
   if (local & kBroken) return true;
@@ -77,20 +80,25 @@ uint32_t Conn::Events() const {
   uint32_t ev = 0;
   uint32_t peer = rx_->p.conn_flags.load(std::memory_order_acquire);
   uint32_t local = st_->flags.load(std::memory_order_acquire);
-  if (PeerAborted(peer, local)) return EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP;
+  if (PeerAborted(peer, local))
+    return EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP;
   bool done = PeerDone(peer, local);
-  // Unlocked reads: a stale or odd value only reports readiness; Recv/Send decide under the lock.
+  // Unlocked reads: a stale or odd value only reports readiness; Recv/Send
+  // decide under the lock.
   Cursor cons = Cursor::FromWord(st_->rx_cons.load(std::memory_order_relaxed));
   Cursor prod = Cursor::FromWord(rx_->p.prod.load(std::memory_order_acquire));
-  if (Cursor::Distance(cons, prod, ring_bytes_) != 0 || done || (local & kShutRd)) {
+  if (Cursor::Distance(cons, prod, ring_bytes_) != 0 || done ||
+      (local & kShutRd)) {
     ev |= EPOLLIN | EPOLLRDNORM;
   }
   if (done) ev |= EPOLLRDHUP;
-  bool peer_gone = (peer & wire::kCdcPeerConnClosed) || (local & (kPeerFin | kPeerReset));
+  bool peer_gone =
+      (peer & wire::kCdcPeerConnClosed) || (local & (kPeerFin | kPeerReset));
   Cursor tprod = Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
   Cursor tcons = Cursor::FromWord(tx_->c.cons.load(std::memory_order_acquire));
   int64_t used = Cursor::Distance(tcons, tprod, ring_bytes_);
-  if (used < 0 || used < ring_bytes_ || (local & kShutWr) || peer_gone) ev |= EPOLLOUT | EPOLLWRNORM;
+  if (used < 0 || used < ring_bytes_ || (local & kShutWr) || peer_gone)
+    ev |= EPOLLOUT | EPOLLWRNORM;
   if (done && (local & kShutWr)) ev |= EPOLLHUP;
   return ev;
 }
@@ -110,8 +118,9 @@ size_t Conn::BytesUnacked() const {
 }
 
 void SpinPause(unsigned iteration) {
-  // Pure spinning first (the answer usually comes within a few hundred ns), then a yield every
-  // ~1 us, enough for a peer queued behind us to run, rare enough not to hand our CPU away.
+  // Pure spinning first (the answer usually comes within a few hundred ns),
+  // then a yield every ~1 us, enough for a peer queued behind us to run, rare
+  // enough not to hand our CPU away.
   if (iteration >= 128 && iteration % 64 == 63) {
     sched_yield();
   } else {
@@ -132,9 +141,10 @@ uint64_t MaxSpinNs() {
   return budget;
 }
 
-// Per thread: a spin that ends in a sleep halves the next window, one that is answered widens it again
-// (as adaptive mutexes do). With more spinners than CPUs most spins fail, and the window shrinks
-// instead of burning the time the peer needs.
+// Per thread: a spin that ends in a sleep halves the next window, one that is
+// answered widens it again (as adaptive mutexes do). With more spinners than
+// CPUs most spins fail, and the window shrinks instead of burning the time the
+// peer needs.
 thread_local uint64_t t_spin_ns = ~0ull;
 
 }  // namespace

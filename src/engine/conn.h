@@ -1,14 +1,19 @@
-// Conn: one accelerated connection as this process sees it — TCP semantics over two rings in a slot of
-// a segment, with the TCP socket underneath for wake-ups (doorbells) and liveness (FIN/RST).
+// Conn: one accelerated connection as this process sees it — TCP semantics over
+// two rings in a slot of a segment, with the TCP socket underneath for wake-ups
+// (doorbells) and liveness (FIN/RST).
 //
 // Invariants:
-// - Our own cursors come from the arena (family-private); the peer's cursors and flags come from the
-//   slot, are read once per use, and are checked (Cursor::Distance) before any byte is copied. A bad
-//   value breaks this connection only: the TCP connection is reset and calls fail with ECONNRESET.
-// - A side sleeps only after setting its waiting flag, fencing, and re-checking; the other side rings
-//   (one byte on TCP) only after exchanging that flag from 1 to 0. So no wake-up is lost and no byte
-//   goes on TCP while both sides are busy.
-// - TCP FIN is sent by the kernel when the last holder (across fork/exec) closes; shutdown(SHUT_WR)
+// - Our own cursors come from the arena (family-private); the peer's cursors
+// and flags come from the
+//   slot, are read once per use, and are checked (Cursor::Distance) before any
+//   byte is copied. A bad value breaks this connection only: the TCP connection
+//   is reset and calls fail with ECONNRESET.
+// - A side sleeps only after setting its waiting flag, fencing, and
+// re-checking; the other side rings
+//   (one byte on TCP) only after exchanging that flag from 1 to 0. So no
+//   wake-up is lost and no byte goes on TCP while both sides are busy.
+// - TCP FIN is sent by the kernel when the last holder (across fork/exec)
+// closes; shutdown(SHUT_WR)
 //   is a flag in the slot, so the half-closed side can still ring the other.
 #ifndef USMC_ENGINE_CONN_H_
 #define USMC_ENGINE_CONN_H_
@@ -30,39 +35,45 @@ class Conn {
   struct Setup {
     int tcp_fd = -1;
     shm::Side side = shm::Side::kClient;
-    ConnState* st = nullptr;     // arena record (holders already counted)
-    shm::Segment* seg = nullptr; // outlives the Conn (owned by the link)
+    ConnState* st = nullptr;      // arena record (holders already counted)
+    shm::Segment* seg = nullptr;  // outlives the Conn (owned by the link)
     uint32_t slot = 0;
   };
   explicit Conn(const Setup& s);
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
-  // recv/send with TCP semantics. flags: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, MSG_TRUNC (discard),
-  // MSG_NOSIGNAL, MSG_MORE. timeout_ms < 0: no SO_RCVTIMEO/SO_SNDTIMEO. -1 with errno on error.
+  // recv/send with TCP semantics. flags: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT,
+  // MSG_TRUNC (discard), MSG_NOSIGNAL, MSG_MORE. timeout_ms < 0: no
+  // SO_RCVTIMEO/SO_SNDTIMEO. -1 with errno on error.
   ssize_t Recv(const iovec* iov, int iovcnt, int flags, int timeout_ms);
   ssize_t Send(const iovec* iov, int iovcnt, int flags, int timeout_ms);
 
-  // EPOLLIN/OUT/RDHUP/HUP/ERR as of now. Never blocks, never breaks the connection.
+  // EPOLLIN/OUT/RDHUP/HUP/ERR as of now. Never blocks, never breaks the
+  // connection.
   uint32_t Events() const;
   size_t BytesReadable() const;  // FIONREAD
-  size_t BytesUnacked() const;   // SIOCOUTQ: written but not yet consumed by the peer
+  size_t BytesUnacked()
+      const;  // SIOCOUTQ: written but not yet consumed by the peer
 
-  // The sleep protocol, for callers that sleep in the kernel themselves (poll, epoll_wait):
-  // Arm() sets the waiting flags for `want` (EPOLLIN, EPOLLOUT) and returns false if the connection
-  // became ready meanwhile (then it is not armed). Disarm() undoes it. Pump() drains doorbells and
-  // notes FIN/RST from the TCP socket; call it when the TCP fd polled readable.
+  // The sleep protocol, for callers that sleep in the kernel themselves (poll,
+  // epoll_wait): Arm() sets the waiting flags for `want` (EPOLLIN, EPOLLOUT)
+  // and returns false if the connection became ready meanwhile (then it is not
+  // armed). Disarm() undoes it. Pump() drains doorbells and notes FIN/RST from
+  // the TCP socket; call it when the TCP fd polled readable.
   bool Arm(uint32_t want);
   void Disarm();  // after a successful Arm
   void Pump();
-  // Spins, then sleeps, until Events() & (want | ERR | HUP) or the deadline (ns, 0 = none) passes.
-  // Returns the events, 0 on timeout, -1 with EINTR when a signal arrived.
+  // Spins, then sleeps, until Events() & (want | ERR | HUP) or the deadline
+  // (ns, 0 = none) passes. Returns the events, 0 on timeout, -1 with EINTR when
+  // a signal arrived.
   int Wait(uint32_t want, uint64_t deadline_ns);
 
   int Shutdown(int how);
-  // The process is done with the connection (its last fd is closed; the TCP fd may already be gone,
-  // so this never touches it). When the family's last holder goes: closed or abort flag for the peer
-  // (the kernel's FIN/RST wakes it) and this side of the slot released. Returns true for abort.
+  // The process is done with the connection (its last fd is closed; the TCP fd
+  // may already be gone, so this never touches it). When the family's last
+  // holder goes: closed or abort flag for the peer (the kernel's FIN/RST wakes
+  // it) and this side of the slot released. Returns true for abort.
   bool Close();
 
   void SetNonBlocking(bool on);
@@ -79,21 +90,28 @@ class Conn {
   const shm::RingCtl* rx_ctl() const { return rx_; }
 
  private:
-  // Bytes from `from` to `to`, once the peer's cursor `peer` is checked to have moved forward from
-  // `last` and both cursors to lie within one ring; -1 (and the connection broken) otherwise.
-  int64_t CheckedDistance(wire::Cursor from, wire::Cursor to, wire::Cursor last, wire::Cursor peer);
+  // Bytes from `from` to `to`, once the peer's cursor `peer` is checked to have
+  // moved forward from `last` and both cursors to lie within one ring; -1 (and
+  // the connection broken) otherwise.
+  int64_t CheckedDistance(wire::Cursor from, wire::Cursor to, wire::Cursor last,
+                          wire::Cursor peer);
   // rx.cc
-  int64_t ValidatedReadable();  // under rx_mu; -1 and Break() on a bad peer cursor
-  size_t CopyOut(const iovec* iov, int iovcnt, size_t skip, size_t n, wire::Cursor from, bool drop);
+  int64_t
+  ValidatedReadable();  // under rx_mu; -1 and Break() on a bad peer cursor
+  size_t CopyOut(const iovec* iov, int iovcnt, size_t skip, size_t n,
+                 wire::Cursor from, bool drop);
   void Consume(size_t n);
   bool PeerDoneWriting() const;
   static bool PeerAborted(uint32_t peer_flags, uint32_t local_flags);
   static bool PeerDone(uint32_t peer_flags, uint32_t local_flags);
-  ssize_t RecvOnce(const iovec* iov, int iovcnt, size_t done, size_t want, int flags, bool first);
+  ssize_t RecvOnce(const iovec* iov, int iovcnt, size_t done, size_t want,
+                   int flags, bool first);
   // tx.cc
   int64_t ValidatedWritable();  // under tx_mu
-  size_t CopyIn(const iovec* iov, int iovcnt, size_t skip, size_t n, wire::Cursor at);
-  ssize_t SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, int flags, bool first);
+  size_t CopyIn(const iovec* iov, int iovcnt, size_t skip, size_t n,
+                wire::Cursor at);
+  ssize_t SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total,
+                   int flags, bool first);
   int SendError(int flags) const;
   // wait.cc
   uint64_t WatchWord(uint32_t want) const;
@@ -114,12 +132,13 @@ class Conn {
   uint8_t* rx_data_;
 };
 
-// This thread's spin window before sleeping: at most USMC_SPIN_US (default 50 µs), adapted by
-// SpinOutcome() — whether the last spin was answered before its window ran out.
+// This thread's spin window before sleeping: at most USMC_SPIN_US (default 50
+// µs), adapted by SpinOutcome() — whether the last spin was answered before its
+// window ran out.
 uint64_t SpinBudgetNs();
 void SpinOutcome(bool answered);
-// One step of a spin-wait. Yields the CPU now and then: on a small machine the peer we wait for may
-// be queued on our CPU, and spinning would only delay it.
+// One step of a spin-wait. Yields the CPU now and then: on a small machine the
+// peer we wait for may be queued on our CPU, and spinning would only delay it.
 void SpinPause(unsigned iteration);
 
 }  // namespace usmc::engine

@@ -19,7 +19,8 @@ namespace usmc::engine {
 
 namespace {
 
-constexpr int kOfferWaitMs = 1000;  // the offer is queued before the Accept; this only covers a slow kernel
+constexpr int kOfferWaitMs = 1000;  // the offer is queued before the Accept;
+                                    // this only covers a slow kernel
 
 long EnvLong(const char* name, long dflt) {
   const char* v = getenv(name);
@@ -33,7 +34,8 @@ bool SendMsg(int fd, const Msg& m) {
   return n > 0 && SendClc(fd, buf, n);
 }
 
-std::unique_ptr<Conn> MakeConn(int fd, shm::Side side, shm::Segment* seg, uint32_t slot) {
+std::unique_ptr<Conn> MakeConn(int fd, shm::Side side, shm::Segment* seg,
+                               uint32_t slot) {
   ConnState* st = Arena::Get().Alloc();
   if (st == nullptr) return nullptr;
   Conn::Setup s;
@@ -47,19 +49,24 @@ std::unique_ptr<Conn> MakeConn(int fd, shm::Side side, shm::Segment* seg, uint32
 
 }  // namespace
 
-uint64_t ClcDeadlineNs() { return static_cast<uint64_t>(EnvLong("USMC_CLC_TIMEOUT_MS", 6000)) * 1000000; }
+uint64_t ClcDeadlineNs() {
+  return static_cast<uint64_t>(EnvLong("USMC_CLC_TIMEOUT_MS", 6000)) * 1000000;
+}
 
 uint64_t HostPeerId() {
   static const uint64_t id = [] {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a of the boot id: same for every process of this boot
+    uint64_t h = 1469598103934665603ull;  // FNV-1a of the boot id: same for
+                                          // every process of this boot
     char buf[64] = {0};
-    int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/sys/kernel/random/boot_id",
+    int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD,
+                                      "/proc/sys/kernel/random/boot_id",
                                       O_RDONLY | O_CLOEXEC));
     if (fd >= 0) {
       sys::Read(fd, buf, sizeof buf - 1);
       sys::Close(fd);
     }
-    for (char* p = buf; *p != '\0'; ++p) h = (h ^ static_cast<uint8_t>(*p)) * 1099511628211ull;
+    for (char* p = buf; *p != '\0'; ++p)
+      h = (h ^ static_cast<uint8_t>(*p)) * 1099511628211ull;
     return h;
   }();
   return id;
@@ -72,7 +79,8 @@ uint32_t RingBytesFor(uint64_t requested) {
 }
 
 uint32_t DefaultRingBytes() {
-  // `usmc run -r/-t` export USMC_RCVBUF/USMC_SNDBUF (like smc_run); a slot's two rings share a size.
+  // `usmc run -r/-t` export USMC_RCVBUF/USMC_SNDBUF (like smc_run); a slot's
+  // two rings share a size.
   static const uint32_t bytes = [] {
     long v = EnvLong("USMC_RING_BYTES", 256 * 1024);
     v = std::max({v, EnvLong("USMC_RCVBUF", 0), EnvLong("USMC_SNDBUF", 0)});
@@ -92,10 +100,12 @@ bool SendClc(int fd, const uint8_t* buf, size_t len) {
   return true;
 }
 
-wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len, wire::ClcHeader* hdr) {
+wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len,
+                          wire::ClcHeader* hdr) {
   ssize_t n = sys::Recv(fd, buf, cap, MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0) return (errno == EAGAIN || errno == EINTR) ? wire::ParseStatus::kNeedMore
-                                                        : wire::ParseStatus::kMalformed;
+  if (n < 0)
+    return (errno == EAGAIN || errno == EINTR) ? wire::ParseStatus::kNeedMore
+                                               : wire::ParseStatus::kMalformed;
   if (n == 0) return wire::ParseStatus::kMalformed;  // EOF inside the handshake
   wire::ParseStatus s = wire::ParseHeader({buf, static_cast<size_t>(n)}, hdr);
   if (s != wire::ParseStatus::kOk) return s;
@@ -106,9 +116,11 @@ wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len, wire::C
   return wire::ParseStatus::kOk;
 }
 
-// ---- client -------------------------------------------------------------------------------------
+// ---- client
+// -------------------------------------------------------------------------------------
 
-ClientHandshake::ClientHandshake(int tcp_fd, uint32_t ring_bytes) : fd_(tcp_fd), ring_bytes_(ring_bytes) {}
+ClientHandshake::ClientHandshake(int tcp_fd, uint32_t ring_bytes)
+    : fd_(tcp_fd), ring_bytes_(ring_bytes) {}
 
 ClientHandshake::~ClientHandshake() {
   if (conn_) conn_->Close();
@@ -118,7 +130,8 @@ HsResult ClientHandshake::Start() {
   shm::Station* station = LocalStation();
   if (station == nullptr) {
     reason_ = wire::kDeclNoSmcdDev;
-    return HsResult::kReset;  // the server expects a proposal (marked SYN): we cannot go quiet
+    return HsResult::kReset;  // the server expects a proposal (marked SYN): we
+                              // cannot go quiet
   }
   wire::Proposal p;
   p.peer_id = HostPeerId();
@@ -156,7 +169,8 @@ HsResult ClientHandshake::Step() {
   wire::ParseStatus s = ReadClc(fd_, buf, sizeof buf, &len, &hdr);
   if (s == wire::ParseStatus::kNeedMore) return HsResult::kWantRead;
   if (s == wire::ParseStatus::kNotClc) {
-    // The server wrote application data first: it fell back and will drop our proposal.
+    // The server wrote application data first: it fell back and will drop our
+    // proposal.
     reason_ = wire::kDeclServerFirst;
     return HsResult::kFallback;
   }
@@ -171,30 +185,36 @@ HsResult ClientHandshake::Step() {
     peer_declined_ = true;
     return HsResult::kFallback;
   }
-  // The whole message was consumed by its length, so the stream is in step: a bad Accept is declined
-  // and both ends carry on over TCP.
+  // The whole message was consumed by its length, so the stream is in step: a
+  // bad Accept is declined and both ends carry on over TCP.
   wire::Accept a;
-  wire::ParseStatus ds = hdr.type == wire::ClcType::kAccept ? wire::Decode({buf, len}, &a)
-                                                            : wire::ParseStatus::kMalformed;
-  if (ds == wire::ParseStatus::kUnsupportedVersion) return Decline(wire::kDeclVersMismat);
+  wire::ParseStatus ds = hdr.type == wire::ClcType::kAccept
+                             ? wire::Decode({buf, len}, &a)
+                             : wire::ParseStatus::kMalformed;
+  if (ds == wire::ParseStatus::kUnsupportedVersion)
+    return Decline(wire::kDeclVersMismat);
   if (ds != wire::ParseStatus::kOk) return Decline(wire::kDeclClcMalformed);
   return OnAccept(a);
 }
 
 HsResult ClientHandshake::OnAccept(const wire::Accept& a) {
   if (a.peer_id != HostPeerId()) return Decline(wire::kDeclNoSmcdDev);
-  shm::Segment* seg = FindOfferedSegment(static_cast<pid_t>(a.server_pid), a.link_nonce,
-                                         a.segment_id, kOfferWaitMs);
+  shm::Segment* seg =
+      FindOfferedSegment(static_cast<pid_t>(a.server_pid), a.link_nonce,
+                         a.segment_id, kOfferWaitMs);
   if (seg == nullptr) {
-    USMC_LOG("fd=%d no segment %u of link %llx from pid %u (errno %d)", fd_, a.segment_id,
-             static_cast<unsigned long long>(a.link_nonce), a.server_pid, errno);
+    USMC_LOG("fd=%d no segment %u of link %llx from pid %u (errno %d)", fd_,
+             a.segment_id, static_cast<unsigned long long>(a.link_nonce),
+             a.server_pid, errno);
     return Decline(wire::kDeclErrRtok);
   }
   uint32_t ring = wire::DecompressRingSize(a.c2s_size_code);
   if (a.slot >= seg->slot_count() || ring != seg->ring_bytes() ||
       wire::DecompressRingSize(a.s2c_size_code) != ring ||
-      seg->slot(a.slot)->token.load(std::memory_order_acquire) != a.conn_token) {
-    USMC_LOG("fd=%d slot %u of segment %u does not match the Accept", fd_, a.slot, a.segment_id);
+      seg->slot(a.slot)->token.load(std::memory_order_acquire) !=
+          a.conn_token) {
+    USMC_LOG("fd=%d slot %u of segment %u does not match the Accept", fd_,
+             a.slot, a.segment_id);
     return Decline(wire::kDeclErrRtok);
   }
   conn_ = MakeConn(fd_, shm::Side::kClient, seg, a.slot);

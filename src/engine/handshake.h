@@ -1,10 +1,13 @@
-// The CLC handshake on the connection's own TCP stream (RFC 7609 §3): Proposal -> Accept -> Confirm,
-// or a Decline from either side, after which both ends stay on TCP.
+// The CLC handshake on the connection's own TCP stream (RFC 7609 §3): Proposal
+// -> Accept -> Confirm, or a Decline from either side, after which both ends
+// stay on TCP.
 //
-// Both state machines are non-blocking: each Step() does what the bytes already on the socket allow
-// and says what it waits for. Messages are read peek-then-read — the header is peeked, then exactly
-// `length` bytes are read — so bytes after the handshake (doorbells, or application data after a
-// fallback) stay in the socket. Whoever drives a machine enforces the CLC deadline (ClcDeadlineNs).
+// Both state machines are non-blocking: each Step() does what the bytes already
+// on the socket allow and says what it waits for. Messages are read
+// peek-then-read — the header is peeked, then exactly `length` bytes are read —
+// so bytes after the handshake (doorbells, or application data after a
+// fallback) stay in the socket. Whoever drives a machine enforces the CLC
+// deadline (ClcDeadlineNs).
 #ifndef USMC_ENGINE_HANDSHAKE_H_
 #define USMC_ENGINE_HANDSHAKE_H_
 
@@ -20,13 +23,16 @@ enum class HsResult {
   kWantRead,  // call Step() again when the TCP socket is readable
   kDone,      // accelerated: TakeConn()
   kFallback,  // stay on TCP; reason() says why; the stream is clean
-  kReset,     // the stream can't be trusted: caller resets the connection (reason() says why)
+  kReset,     // the stream can't be trusted: caller resets the connection
+              // (reason() says why)
 };
 
-uint64_t ClcDeadlineNs();  // USMC_CLC_TIMEOUT_MS, default 6000 ms as CLC_WAIT_TIME
-uint64_t HostPeerId();     // this host's identity in CLC messages
+uint64_t
+ClcDeadlineNs();        // USMC_CLC_TIMEOUT_MS, default 6000 ms as CLC_WAIT_TIME
+uint64_t HostPeerId();  // this host's identity in CLC messages
 uint32_t DefaultRingBytes();
-uint32_t RingBytesFor(uint64_t requested);  // smallest ring size class that holds `requested`
+uint32_t RingBytesFor(
+    uint64_t requested);  // smallest ring size class that holds `requested`
 
 class ClientHandshake {
  public:
@@ -36,13 +42,17 @@ class ClientHandshake {
   HsResult Start();
   // Reads the Accept (or Decline), maps the segment, sends Confirm.
   HsResult Step();
-  // The server did not answer in time: decline, so that a late server falls back too. False if even
-  // the Decline cannot be sent.
+  // The server did not answer in time: decline, so that a late server falls
+  // back too. False if even the Decline cannot be sent.
   bool GiveUp();
   std::unique_ptr<Conn> TakeConn() { return std::move(conn_); }
   uint32_t reason() const { return reason_; }
-  bool peer_declined() const { return peer_declined_; }  // reason() is the peer's diagnosis
-  ConnState* state() const { return conn_ ? conn_->state() : nullptr; }  // after the Accept
+  bool peer_declined() const {
+    return peer_declined_;
+  }  // reason() is the peer's diagnosis
+  ConnState* state() const {
+    return conn_ ? conn_->state() : nullptr;
+  }  // after the Accept
 
  private:
   HsResult OnAccept(const wire::Accept& a);
@@ -58,16 +68,18 @@ class ClientHandshake {
 class ServerHandshake {
  public:
   ServerHandshake(int tcp_fd, uint32_t ring_bytes);
-  ~ServerHandshake();  // gives back a granted slot that was never taken as a Conn
-  // Awaits the Proposal (kNotClc at the head of the stream -> kFallback, data left in place), grants
-  // a slot, sends the Accept, awaits the Confirm.
+  ~ServerHandshake();  // gives back a granted slot that was never taken as a
+                       // Conn
+  // Awaits the Proposal (kNotClc at the head of the stream -> kFallback, data
+  // left in place), grants a slot, sends the Accept, awaits the Confirm.
   HsResult Step();
   std::unique_ptr<Conn> TakeConn() {
     granted_ = false;  // the slot now belongs to the Conn
     return std::move(conn_);
   }
   uint32_t reason() const { return reason_; }
-  // The arena record of a granted slot (holders counted across fork), or nullptr.
+  // The arena record of a granted slot (holders counted across fork), or
+  // nullptr.
   ConnState* state() const { return granted_ ? st_ : nullptr; }
 
  private:
@@ -87,10 +99,12 @@ class ServerHandshake {
   std::unique_ptr<Conn> conn_;
 };
 
-// Reads one whole CLC message at the head of the socket without blocking. Returns kOk with the
-// message in buf/len, kNeedMore if it is not all there yet, kNotClc if application data is at the
-// head (nothing consumed), or an error status (the message, if framed, is consumed).
-wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len, wire::ClcHeader* hdr);
+// Reads one whole CLC message at the head of the socket without blocking.
+// Returns kOk with the message in buf/len, kNeedMore if it is not all there
+// yet, kNotClc if application data is at the head (nothing consumed), or an
+// error status (the message, if framed, is consumed).
+wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len,
+                          wire::ClcHeader* hdr);
 bool SendClc(int fd, const uint8_t* buf, size_t len);
 
 }  // namespace usmc::engine

@@ -11,7 +11,8 @@
 
 namespace usmc::engine {
 
-ServerHandshake::ServerHandshake(int tcp_fd, uint32_t ring_bytes) : fd_(tcp_fd), ring_bytes_(ring_bytes) {}
+ServerHandshake::ServerHandshake(int tcp_fd, uint32_t ring_bytes)
+    : fd_(tcp_fd), ring_bytes_(ring_bytes) {}
 
 ServerHandshake::~ServerHandshake() {
   if (conn_) {
@@ -19,7 +20,8 @@ ServerHandshake::~ServerHandshake() {
     return;
   }
   if (!granted_ || st_ == nullptr) return;
-  // A forked holder may still be finishing this handshake: only the last one gives the slot back.
+  // A forked holder may still be finishing this handshake: only the last one
+  // gives the slot back.
   if (st_->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   seg_->ReleaseSlot(slot_, shm::Side::kClient);
   seg_->ReleaseSlot(slot_, shm::Side::kServer);
@@ -43,7 +45,8 @@ HsResult ServerHandshake::Step() {
   wire::ParseStatus s = ReadClc(fd_, buf, sizeof buf, &len, &hdr);
   if (s == wire::ParseStatus::kNeedMore) return HsResult::kWantRead;
   if (s == wire::ParseStatus::kNotClc && !granted_) {
-    reason_ = wire::kDeclPeerNoSmc;  // application data at the head: the client is plain TCP
+    reason_ = wire::kDeclPeerNoSmc;  // application data at the head: the client
+                                     // is plain TCP
     return HsResult::kFallback;
   }
   if (s != wire::ParseStatus::kOk) {
@@ -57,7 +60,8 @@ HsResult ServerHandshake::Step() {
   if (!granted_ && hdr.type == wire::ClcType::kProposal) {
     wire::Proposal p;
     wire::ParseStatus ds = wire::Decode({buf, len}, &p);
-    if (ds == wire::ParseStatus::kUnsupportedVersion) return Decline(wire::kDeclVersMismat);
+    if (ds == wire::ParseStatus::kUnsupportedVersion)
+      return Decline(wire::kDeclVersMismat);
     if (ds != wire::ParseStatus::kOk) return Decline(wire::kDeclCnfErr);
     return OnProposal(p);
   }
@@ -77,13 +81,16 @@ HsResult ServerHandshake::OnProposal(const wire::Proposal& p) {
   if (p.peer_id != HostPeerId()) return Decline(wire::kDeclNoSmcdDev);
   uint32_t want = std::max(wire::DecompressRingSize(p.rx_size_code),
                            wire::DecompressRingSize(p.tx_size_code));
-  uint32_t ring = std::clamp(std::max(want, ring_bytes_), shm::kMinRingBytes, shm::kMaxRingBytes);
+  uint32_t ring = std::clamp(std::max(want, ring_bytes_), shm::kMinRingBytes,
+                             shm::kMaxRingBytes);
   token_ = static_cast<uint32_t>(sys::FastRandom64()) | 1u;
-  // The arena record comes first: it counts the holders of the granted slot across fork.
+  // The arena record comes first: it counts the holders of the granted slot
+  // across fork.
   st_ = Arena::Get().Alloc();
   if (st_ == nullptr) return Decline(wire::kDeclMem);
   SlotGrant g;
-  if (!GrantSlot(static_cast<pid_t>(p.pid), p.station_nonce, ring, token_, &g)) {
+  if (!GrantSlot(static_cast<pid_t>(p.pid), p.station_nonce, ring, token_,
+                 &g)) {
     Arena::Get().Free(st_);
     st_ = nullptr;
     return Decline(errno == ENOMEM ? wire::kDeclMem : wire::kDeclNoSmcdDev);
@@ -112,8 +119,8 @@ HsResult ServerHandshake::OnProposal(const wire::Proposal& p) {
 }
 
 HsResult ServerHandshake::OnConfirm(const wire::Confirm& c) {
-  if (c.link_nonce != link_nonce_ || c.segment_id != seg_->id() || c.slot != slot_ ||
-      c.conn_token != token_) {
+  if (c.link_nonce != link_nonce_ || c.segment_id != seg_->id() ||
+      c.slot != slot_ || c.conn_token != token_) {
     reason_ = wire::kDeclSyncErr;
     return HsResult::kReset;
   }

@@ -25,22 +25,26 @@ struct ServerLink {
   std::vector<std::unique_ptr<shm::Segment>> segments;
 };
 
-using ClientKey = std::tuple<pid_t, uint64_t, uint32_t>;  // server pid, link nonce, segment id
+using ClientKey = std::tuple<pid_t, uint64_t,
+                             uint32_t>;  // server pid, link nonce, segment id
 
 struct Links {
   std::mutex mu;
-  std::map<std::tuple<pid_t, pid_t, uint64_t>, ServerLink> server;  // (owner, client pid, nonce)
+  std::map<std::tuple<pid_t, pid_t, uint64_t>, ServerLink>
+      server;  // (owner, client pid, nonce)
   std::map<ClientKey, std::unique_ptr<shm::Segment>> client;
   shm::Station station;
   pid_t station_pid = 0;
 };
 
 Links& L() {
-  static Links* links = new Links();  // never destroyed: segments must outlive exit-time closes
+  static Links* links =
+      new Links();  // never destroyed: segments must outlive exit-time closes
   return *links;
 }
 
-shm::Segment* SegmentWithRoom(ServerLink& link, uint32_t ring_bytes, uint32_t token, int* slot) {
+shm::Segment* SegmentWithRoom(ServerLink& link, uint32_t ring_bytes,
+                              uint32_t token, int* slot) {
   for (auto& seg : link.segments) {
     if (seg->ring_bytes() != ring_bytes) continue;
     bool reused = false;
@@ -50,10 +54,11 @@ shm::Segment* SegmentWithRoom(ServerLink& link, uint32_t ring_bytes, uint32_t to
       return seg.get();
     }
   }
-  auto seg = shm::Segment::Create(static_cast<uint32_t>(link.segments.size()), kSlotsPerSegment,
-                                  ring_bytes);
+  auto seg = shm::Segment::Create(static_cast<uint32_t>(link.segments.size()),
+                                  kSlotsPerSegment, ring_bytes);
   if (!seg) return nullptr;
-  if (!shm::SendOffer(link.conn_fd, link.nonce, seg->id(), seg->bytes(), seg->fd())) {
+  if (!shm::SendOffer(link.conn_fd, link.nonce, seg->id(), seg->bytes(),
+                      seg->fd())) {
     USMC_LOG("link: offering a segment failed: errno %d", errno);
     return nullptr;
   }
@@ -65,8 +70,8 @@ shm::Segment* SegmentWithRoom(ServerLink& link, uint32_t ring_bytes, uint32_t to
 
 }  // namespace
 
-bool GrantSlot(pid_t client_pid, uint64_t client_nonce, uint32_t ring_bytes, uint32_t token,
-               SlotGrant* out) {
+bool GrantSlot(pid_t client_pid, uint64_t client_nonce, uint32_t ring_bytes,
+               uint32_t token, SlotGrant* out) {
   Links& l = L();
   std::lock_guard<std::mutex> lock(l.mu);
   pid_t me = sys::CachedPid();
@@ -91,15 +96,18 @@ bool GrantSlot(pid_t client_pid, uint64_t client_nonce, uint32_t ring_bytes, uin
   return true;
 }
 
-shm::Segment* FindOfferedSegment(pid_t server_pid, uint64_t link_nonce, uint32_t segment_id,
-                                 int timeout_ms) {
+shm::Segment* FindOfferedSegment(pid_t server_pid, uint64_t link_nonce,
+                                 uint32_t segment_id, int timeout_ms) {
   Links& l = L();
   std::lock_guard<std::mutex> lock(l.mu);
   ClientKey key{server_pid, link_nonce, segment_id};
-  if (auto it = l.client.find(key); it != l.client.end()) return it->second.get();
+  if (auto it = l.client.find(key); it != l.client.end())
+    return it->second.get();
   if (!l.station.is_open() || l.station_pid != sys::CachedPid()) return nullptr;
   shm::Offer offer;
-  if (!l.station.TakeOffer(link_nonce, segment_id, server_pid, timeout_ms, &offer)) return nullptr;
+  if (!l.station.TakeOffer(link_nonce, segment_id, server_pid, timeout_ms,
+                           &offer))
+    return nullptr;
   auto seg = shm::Segment::Attach(segment_id, offer.memfd, offer.segment_bytes);
   if (!seg) return nullptr;
   shm::Segment* raw = seg.get();
@@ -112,14 +120,16 @@ shm::Station* LocalStation() {
   std::lock_guard<std::mutex> lock(l.mu);
   pid_t me = sys::CachedPid();
   if (l.station.is_open() && l.station_pid == me) return &l.station;
-  if (l.station.is_open()) l.station.ForgetAfterFork();  // the parent's: not ours to serve
+  if (l.station.is_open())
+    l.station.ForgetAfterFork();  // the parent's: not ours to serve
   if (!l.station.Open()) return nullptr;
   l.station_pid = me;
   return &l.station;
 }
 
 void LinksAfterForkChild() {
-  // The mutexes may have been held by another thread of the parent at fork time.
+  // The mutexes may have been held by another thread of the parent at fork
+  // time.
   new (&L().mu) std::mutex();
   L().station.ForgetAfterFork();
   L().station_pid = 0;

@@ -1,6 +1,7 @@
-// Whether a blocking call interrupted by a signal should resume (the handler had SA_RESTART) or fail
-// with EINTR, as the kernel decides for a TCP recv/send. The preload tracks handlers and installs the
-// real answer; the default (no tracking) is to report EINTR.
+// Whether a blocking call interrupted by a signal should resume (the handler
+// had SA_RESTART) or fail with EINTR, as the kernel decides for a TCP
+// recv/send. The preload tracks handlers and installs the real answer; the
+// default (no tracking) is to report EINTR.
 #ifndef USMC_ENGINE_SIGNALS_H_
 #define USMC_ENGINE_SIGNALS_H_
 

@@ -1,5 +1,5 @@
-// The send side: copy into the ring the peer consumes from, publish the producer cursor, and ring the
-// peer only if it sleeps waiting for data.
+// The send side: copy into the ring the peer consumes from, publish the
+// producer cursor, and ring the peer only if it sleeps waiting for data.
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -19,15 +19,18 @@ using wire::Cursor;
 
 int64_t Conn::ValidatedWritable() {
   Cursor prod = Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
-  Cursor last = Cursor::FromWord(st_->tx_peer_cons.load(std::memory_order_relaxed));
-  Cursor cons = Cursor::FromWord(tx_->c.cons.load(std::memory_order_acquire));  // read once
+  Cursor last =
+      Cursor::FromWord(st_->tx_peer_cons.load(std::memory_order_relaxed));
+  Cursor cons = Cursor::FromWord(
+      tx_->c.cons.load(std::memory_order_acquire));  // read once
   int64_t used = CheckedDistance(cons, prod, last, cons);
   if (used < 0) return -1;
   st_->tx_peer_cons.store(cons.ToWord(), std::memory_order_relaxed);
   return static_cast<int64_t>(ring_bytes_) - used;
 }
 
-size_t Conn::CopyIn(const iovec* iov, int iovcnt, size_t skip, size_t n, Cursor at) {
+size_t Conn::CopyIn(const iovec* iov, int iovcnt, size_t skip, size_t n,
+                    Cursor at) {
   size_t pos = at.count();
   size_t copied = 0;
   for (int i = 0; i < iovcnt && copied < n; ++i) {
@@ -51,8 +54,8 @@ size_t Conn::CopyIn(const iovec* iov, int iovcnt, size_t skip, size_t n, Cursor 
   return copied;
 }
 
-ssize_t Conn::SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, int flags,
-                       [[maybe_unused]] bool first) {
+ssize_t Conn::SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total,
+                       int flags, [[maybe_unused]] bool first) {
   ArenaLock lock(&st_->tx_mu);
   USMC_COUNT(if (first) stats::Inc(st_->tx.calls));
   int64_t space = ValidatedWritable();
@@ -68,25 +71,30 @@ ssize_t Conn::SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total, 
   tx_->p.prod.store(next.ToWord(), std::memory_order_release);
   stats::Add(st_->bytes_out, n);  // single writer (tx_mu): no locked add
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  // MSG_MORE defers the wake-up (cork): the data is visible, the sleeping peer is told later.
-  if (!(flags & MSG_MORE) && tx_->c.waiting_for_data.load(std::memory_order_relaxed) != 0 &&
+  // MSG_MORE defers the wake-up (cork): the data is visible, the sleeping peer
+  // is told later.
+  if (!(flags & MSG_MORE) &&
+      tx_->c.waiting_for_data.load(std::memory_order_relaxed) != 0 &&
       tx_->c.waiting_for_data.exchange(0, std::memory_order_acq_rel) != 0) {
     Ring();
   }
   return static_cast<ssize_t>(n);
 }
 
-// errno for a send that cannot go on; raises SIGPIPE like TCP unless MSG_NOSIGNAL.
+// errno for a send that cannot go on; raises SIGPIPE like TCP unless
+// MSG_NOSIGNAL.
 int Conn::SendError(int flags) const {
   uint32_t peer = rx_->p.conn_flags.load(std::memory_order_acquire);
   int err = 0;
   uint32_t local = st_->flags.load(std::memory_order_acquire);
   if (PeerAborted(peer, local)) {
     err = ECONNRESET;
-  } else if ((local & (kShutWr | kPeerFin | kPeerReset)) || (peer & wire::kCdcPeerConnClosed)) {
+  } else if ((local & (kShutWr | kPeerFin | kPeerReset)) ||
+             (peer & wire::kCdcPeerConnClosed)) {
     err = EPIPE;
   }
-  if (err == EPIPE && !(flags & MSG_NOSIGNAL)) pthread_kill(pthread_self(), SIGPIPE);
+  if (err == EPIPE && !(flags & MSG_NOSIGNAL))
+    pthread_kill(pthread_self(), SIGPIPE);
   return err;
 }
 
@@ -94,7 +102,8 @@ ssize_t Conn::Send(const iovec* iov, int iovcnt, int flags, int timeout_ms) {
   size_t total = 0;
   for (int i = 0; i < iovcnt; ++i) total += iov[i].iov_len;
   bool nonblock = (flags & MSG_DONTWAIT) || nonblocking();
-  uint64_t deadline = timeout_ms > 0 ? sys::NowNs() + uint64_t(timeout_ms) * 1000000 : 0;
+  uint64_t deadline =
+      timeout_ms > 0 ? sys::NowNs() + uint64_t(timeout_ms) * 1000000 : 0;
   size_t done = 0;
   for (bool first = true;; first = false) {
     if (int err = SendError(flags); err != 0) {

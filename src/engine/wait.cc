@@ -1,15 +1,15 @@
-// Wake-ups: the waiting flags, the doorbell byte on the TCP socket, and spin-then-sleep.
+// Wake-ups: the waiting flags, the doorbell byte on the TCP socket, and
+// spin-then-sleep.
 #include <errno.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <sys/epoll.h>
-#include <linux/futex.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <climits>
-
 #include <atomic>
+#include <climits>
 
 #include "engine/conn.h"
 #include "engine/signals.h"
@@ -23,7 +23,9 @@ namespace {
 int RemainingMs(uint64_t deadline_ns) {
   if (deadline_ns == 0) return -1;
   uint64_t now = sys::NowNs();
-  return now >= deadline_ns ? 0 : static_cast<int>((deadline_ns - now + 999999) / 1000000);
+  return now >= deadline_ns
+             ? 0
+             : static_cast<int>((deadline_ns - now + 999999) / 1000000);
 }
 
 }  // namespace
@@ -38,7 +40,8 @@ void Conn::Break() {
   if (st_->flags.fetch_or(kBroken, std::memory_order_acq_rel) & kBroken) return;
   USMC_LOG("fd=%d reset: peer wrote an invalid cursor", tcp_fd());
   st_->error.store(ECONNRESET, std::memory_order_relaxed);
-  tx_->p.conn_flags.fetch_or(wire::kCdcPeerConnAbort, std::memory_order_release);
+  tx_->p.conn_flags.fetch_or(wire::kCdcPeerConnAbort,
+                             std::memory_order_release);
   sockaddr unspec{};
   unspec.sa_family = AF_UNSPEC;
   sys::Connect(tcp_fd(), &unspec, sizeof unspec);  // disconnects with RST
@@ -46,8 +49,10 @@ void Conn::Break() {
 
 bool Conn::Arm(uint32_t want) {
   st_->sleepers.fetch_add(1, std::memory_order_relaxed);
-  if (want & EPOLLIN) rx_->c.waiting_for_data.store(1, std::memory_order_relaxed);
-  if (want & EPOLLOUT) tx_->p.waiting_for_space.store(1, std::memory_order_relaxed);
+  if (want & EPOLLIN)
+    rx_->c.waiting_for_data.store(1, std::memory_order_relaxed);
+  if (want & EPOLLOUT)
+    tx_->p.waiting_for_space.store(1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (Events() & (want | EPOLLERR | EPOLLHUP)) {
     Disarm();
@@ -66,7 +71,8 @@ void Conn::Pump() {
   char buf[256];
   while (true) {
     ssize_t r = sys::Recv(tcp_fd(), buf, sizeof buf, MSG_DONTWAIT);
-    if (r > 0) CountThread(stats::kTDoorbellsReceived, static_cast<uint64_t>(r));
+    if (r > 0)
+      CountThread(stats::kTDoorbellsReceived, static_cast<uint64_t>(r));
     if (r == static_cast<ssize_t>(sizeof buf)) continue;
     if (r > 0) return;
     if (r == 0) {
@@ -81,8 +87,8 @@ void Conn::Pump() {
   }
 }
 
-// The words whose change can make `want` ready: spinning on them alone keeps the spin off the cache
-// lines the peer is busy writing for other reasons.
+// The words whose change can make `want` ready: spinning on them alone keeps
+// the spin off the cache lines the peer is busy writing for other reasons.
 uint64_t Conn::WatchWord(uint32_t want) const {
   uint64_t w = st_->flags.load(std::memory_order_relaxed);
   if (want & EPOLLIN) {
@@ -93,14 +99,16 @@ uint64_t Conn::WatchWord(uint32_t want) const {
   return w;
 }
 
-// One sleep of an armed waiter. The first waiter polls the TCP socket and drains the doorbell; if it
-// let a second poller do that too, one could drain the byte before the other's poll looked, and the
-// other would sleep through its wake-up. So later waiters sleep on a futex the poller bumps.
+// One sleep of an armed waiter. The first waiter polls the TCP socket and
+// drains the doorbell; if it let a second poller do that too, one could drain
+// the byte before the other's poll looked, and the other would sleep through
+// its wake-up. So later waiters sleep on a futex the poller bumps.
 int Conn::SleepOnce(uint64_t deadline_ns) {
   int ms = RemainingMs(deadline_ns);
   int32_t me = static_cast<int32_t>(gettid());
   int32_t none = 0;
-  if (st_->poller.compare_exchange_strong(none, me, std::memory_order_acq_rel)) {
+  if (st_->poller.compare_exchange_strong(none, me,
+                                          std::memory_order_acq_rel)) {
     pollfd p{tcp_fd(), POLLIN, 0};
     int r = sys::Poll(&p, 1, ms);
     int err = errno;
@@ -108,7 +116,8 @@ int Conn::SleepOnce(uint64_t deadline_ns) {
     st_->poller.store(0, std::memory_order_release);
     st_->wake_gen.fetch_add(1, std::memory_order_acq_rel);
     if (st_->futex_waiters.load(std::memory_order_acquire) > 0) {
-      syscall(SYS_futex, &st_->wake_gen, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+      syscall(SYS_futex, &st_->wake_gen, FUTEX_WAKE, INT32_MAX, nullptr,
+              nullptr, 0);
     }
     errno = err;
     return r;
@@ -116,11 +125,14 @@ int Conn::SleepOnce(uint64_t deadline_ns) {
   uint32_t gen = st_->wake_gen.load(std::memory_order_acquire);
   st_->futex_waiters.fetch_add(1, std::memory_order_acq_rel);
   int r = 0;
-  if (st_->poller.load(std::memory_order_acquire) != 0) {  // else the poller already left: retry
-    // Bounded: a poller that dies (SIGKILL of a forked holder) must not strand us.
+  if (st_->poller.load(std::memory_order_acquire) !=
+      0) {  // else the poller already left: retry
+    // Bounded: a poller that dies (SIGKILL of a forked holder) must not strand
+    // us.
     timespec ts{0, 50 * 1000000};
     if (ms >= 0 && ms < 50) ts.tv_nsec = static_cast<long>(ms) * 1000000;
-    r = static_cast<int>(syscall(SYS_futex, &st_->wake_gen, FUTEX_WAIT, gen, &ts, nullptr, 0));
+    r = static_cast<int>(
+        syscall(SYS_futex, &st_->wake_gen, FUTEX_WAIT, gen, &ts, nullptr, 0));
     if (r < 0 && (errno == EAGAIN || errno == ETIMEDOUT)) r = 0;
   }
   st_->futex_waiters.fetch_sub(1, std::memory_order_acq_rel);

@@ -62,7 +62,8 @@ void ForEachSet(F f) {
     auto* page = g_pages[p].load(std::memory_order_acquire);
     if (page == nullptr) continue;
     for (int i = 0; i < (1 << kPageShift); ++i) {
-      if (EpollSet* s = page[i].load(std::memory_order_acquire); s != nullptr) f(s);
+      if (EpollSet* s = page[i].load(std::memory_order_acquire); s != nullptr)
+        f(s);
     }
   }
 }
@@ -70,7 +71,8 @@ void ForEachSet(F f) {
 bool Accelerated(int fd) {
   if (!FdTable::Get().Maybe(fd)) return false;
   SocketRef s(fd);
-  return s && s->state() != SockState::kListener && s->state() != SockState::kStripProposal;
+  return s && s->state() != SockState::kListener &&
+         s->state() != SockState::kStripProposal;
 }
 
 }  // namespace
@@ -84,7 +86,8 @@ void EpollClosed(int epfd) {
   EpollSet* s = slot->exchange(nullptr);
   if (s == nullptr) return;
   s->Retire();
-  // The memory is kept (a racing epoll_wait may still hold the pointer), and kept reachable.
+  // The memory is kept (a racing epoll_wait may still hold the pointer), and
+  // kept reachable.
   static auto* retired = new std::vector<EpollSet*>();
   retired->push_back(s);
 }
@@ -99,7 +102,8 @@ void EpollForget(int fd, Socket* s) {
 
 int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
   if (!Accelerated(fd)) {
-    if (EpollSet* set = Lookup(epfd); set != nullptr && ev != nullptr && op != EPOLL_CTL_DEL) {
+    if (EpollSet* set = Lookup(epfd);
+        set != nullptr && ev != nullptr && op != EPOLL_CTL_DEL) {
       set->AvoidTag(ev->data.u64);
     }
     return REAL(epoll_ctl)(epfd, op, fd, ev);
@@ -111,21 +115,25 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
   EpollSet* set = op == EPOLL_CTL_ADD ? GetOrCreate(epfd) : Lookup(epfd);
   if (set == nullptr) {
     if (op == EPOLL_CTL_ADD) return -1;
-    return REAL(epoll_ctl)(epfd, op, fd, ev);  // not ours: let the kernel say ENOENT/EBADF
+    return REAL(epoll_ctl)(epfd, op, fd,
+                           ev);  // not ours: let the kernel say ENOENT/EBADF
   }
   SocketRef s(fd);
   if (!s) return REAL(epoll_ctl)(epfd, op, fd, ev);
   return set->Ctl(op, fd, s.get(), ev);
 }
 
-int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms, const sigset_t* mask) {
+int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
+              const sigset_t* mask) {
   EpollSet* set = Lookup(epfd);
-  if (set == nullptr) return REAL(epoll_pwait)(epfd, events, maxevents, timeout_ms, mask);
+  if (set == nullptr)
+    return REAL(epoll_pwait)(epfd, events, maxevents, timeout_ms, mask);
   if (maxevents <= 0 || events == nullptr) {
     errno = EINVAL;
     return -1;
   }
-  return set->Wait(events, maxevents, timeout_ms < 0 ? -1 : int64_t{timeout_ms} * 1000000, mask);
+  return set->Wait(events, maxevents,
+                   timeout_ms < 0 ? -1 : int64_t{timeout_ms} * 1000000, mask);
 }
 
 }  // namespace usmc::preload
@@ -136,25 +144,33 @@ namespace sys = usmc::sys;
 
 extern "C" {
 
-int epoll_ctl(int epfd, int op, int fd, epoll_event* ev) { return EpollCtl(epfd, op, fd, ev); }
+int epoll_ctl(int epfd, int op, int fd, epoll_event* ev) {
+  return EpollCtl(epfd, op, fd, ev);
+}
 
 int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout) {
-  if (!EpollIsManaged(epfd)) return REAL(epoll_wait)(epfd, events, maxevents, timeout);
+  if (!EpollIsManaged(epfd))
+    return REAL(epoll_wait)(epfd, events, maxevents, timeout);
   return EpollWait(epfd, events, maxevents, timeout, nullptr);
 }
 
-int epoll_pwait(int epfd, epoll_event* events, int maxevents, int timeout, const sigset_t* mask) {
-  if (!EpollIsManaged(epfd)) return REAL(epoll_pwait)(epfd, events, maxevents, timeout, mask);
+int epoll_pwait(int epfd, epoll_event* events, int maxevents, int timeout,
+                const sigset_t* mask) {
+  if (!EpollIsManaged(epfd))
+    return REAL(epoll_pwait)(epfd, events, maxevents, timeout, mask);
   return EpollWait(epfd, events, maxevents, timeout, mask);
 }
 
-int epoll_pwait2(int epfd, epoll_event* events, int maxevents, const timespec* ts, const sigset_t* mask) {
-  if (!EpollIsManaged(epfd)) return REAL(epoll_pwait2)(epfd, events, maxevents, ts, mask);
+int epoll_pwait2(int epfd, epoll_event* events, int maxevents,
+                 const timespec* ts, const sigset_t* mask) {
+  if (!EpollIsManaged(epfd))
+    return REAL(epoll_pwait2)(epfd, events, maxevents, ts, mask);
   if (maxevents <= 0 || events == nullptr) {
     errno = EINVAL;
     return -1;
   }
-  int64_t ns = ts == nullptr ? -1 : int64_t{ts->tv_sec} * 1000000000 + ts->tv_nsec;
+  int64_t ns =
+      ts == nullptr ? -1 : int64_t{ts->tv_sec} * 1000000000 + ts->tv_nsec;
   int ms = ns < 0 ? -1 : static_cast<int>((ns + 999999) / 1000000);
   return EpollWait(epfd, events, maxevents, ms, mask);
 }

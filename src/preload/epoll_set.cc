@@ -11,8 +11,10 @@
 namespace usmc::preload {
 namespace {
 
-constexpr unsigned kKernelCheckEvery = 64;  // spin iterations between looks at plain fds
-constexpr unsigned kKernelShareEvery = 8;   // busy calls between looks at plain fds
+constexpr unsigned kKernelCheckEvery =
+    64;  // spin iterations between looks at plain fds
+constexpr unsigned kKernelShareEvery =
+    8;  // busy calls between looks at plain fds
 
 }  // namespace
 
@@ -57,7 +59,8 @@ int EpollSet::Ctl(int op, int fd, Socket* s, epoll_event* ev) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(fd);
   bool present = it != entries_.end() && !it->second.deleted;
-  if (it != entries_.end() && it->second.s != s) {  // a stale entry of a recycled fd number
+  if (it != entries_.end() &&
+      it->second.s != s) {  // a stale entry of a recycled fd number
     sys::EpollCtl(inner_, EPOLL_CTL_DEL, fd, nullptr);
     it->second.s->Unref();
     entries_.erase(it);
@@ -66,7 +69,8 @@ int EpollSet::Ctl(int op, int fd, Socket* s, epoll_event* ev) {
   }
   if (op == EPOLL_CTL_DEL) {
     if (!present) return errno = ENOENT, -1;
-    it->second.deleted = true;  // ae-style loops DEL and re-ADD constantly: keep it cheap
+    it->second.deleted =
+        true;  // ae-style loops DEL and re-ADD constantly: keep it cheap
     return 0;
   }
   if (ev == nullptr) return errno = EFAULT, -1;
@@ -77,7 +81,9 @@ int EpollSet::Ctl(int op, int fd, Socket* s, epoll_event* ev) {
     epoll_event inner{};
     inner.events = InnerInterest(s);
     inner.data.fd = fd;
-    if (sys::EpollCtl(inner_, EPOLL_CTL_ADD, fd, &inner) != 0 && errno != EEXIST) return -1;
+    if (sys::EpollCtl(inner_, EPOLL_CTL_ADD, fd, &inner) != 0 &&
+        errno != EEXIST)
+      return -1;
     s->Ref();
     it = entries_.emplace(fd, Entry{}).first;
     it->second.s = s;
@@ -100,7 +106,8 @@ bool EpollSet::Report(Entry& e, uint32_t ev, epoll_event* out) {
     uint64_t outm = c->tx_ctl()->c.cons.load(std::memory_order_relaxed);
     uint32_t flags = c->rx_ctl()->p.conn_flags.load(std::memory_order_relaxed) |
                      (c->state()->flags.load(std::memory_order_relaxed) << 8);
-    if (in == e.mark_in && outm == e.mark_out && flags == e.mark_flags) return false;
+    if (in == e.mark_in && outm == e.mark_out && flags == e.mark_flags)
+      return false;
     e.mark_in = in;
     e.mark_out = outm;
     e.mark_flags = flags;
@@ -116,13 +123,16 @@ int EpollSet::Collect(epoll_event* out, int max) {
   int n = 0;
   size_t size = entries_.size();
   if (size == 0) return 0;
-  size_t skip = rr_++ % size;  // rotate the start so no fd starves when more than max are ready
+  size_t skip =
+      rr_++ %
+      size;  // rotate the start so no fd starves when more than max are ready
   for (int pass = 0; pass < 2 && n < max; ++pass) {
     size_t k = 0;
     for (auto& [fd, e] : entries_) {
       bool first_part = k++ >= skip;
       if ((pass == 0) != first_part || n >= max) continue;
-      if (e.disabled || e.deleted || e.s->state() != SockState::kActive) continue;
+      if (e.disabled || e.deleted || e.s->state() != SockState::kActive)
+        continue;
       uint32_t ev = e.s->conn()->Events() & (e.events | EPOLLERR | EPOLLHUP);
       if (ev != 0 && Report(e, ev, &out[n])) ++n;
     }
@@ -139,7 +149,8 @@ void EpollSet::UpdateInner(int fd, Socket* s) {
   epoll_event inner{};
   inner.events = want;
   inner.data.fd = fd;
-  if (sys::EpollCtl(inner_, EPOLL_CTL_MOD, fd, &inner) == 0) it->second.inner_events = want;
+  if (sys::EpollCtl(inner_, EPOLL_CTL_MOD, fd, &inner) == 0)
+    it->second.inner_events = want;
 }
 
 void EpollSet::ServiceInner() {
@@ -155,7 +166,8 @@ void EpollSet::ServiceInner() {
     if (s->state() == SockState::kActive) {
       s->conn()->Pump();
       uint32_t f = s->conn()->state()->flags.load(std::memory_order_relaxed);
-      if (f & (engine::kPeerFin | engine::kPeerReset)) sys::EpollCtl(inner_, EPOLL_CTL_DEL, fd, nullptr);
+      if (f & (engine::kPeerFin | engine::kPeerReset))
+        sys::EpollCtl(inner_, EPOLL_CTL_DEL, fd, nullptr);
       continue;
     }
     if (!s->Advance()) {
@@ -166,10 +178,12 @@ void EpollSet::ServiceInner() {
   }
 }
 
-// One kernel epoll_wait: plain fds' events stay in `out`; the tag means an accelerated fd's TCP
-// socket stirred (doorbell, FIN, handshake bytes). `collect` adds the accelerated fds that are ready
-// now; it must be false when `out` already holds accelerated events (no fd twice in one batch).
-int EpollSet::Kernel(epoll_event* out, int max, int timeout_ms, const sigset_t* mask, bool collect) {
+// One kernel epoll_wait: plain fds' events stay in `out`; the tag means an
+// accelerated fd's TCP socket stirred (doorbell, FIN, handshake bytes).
+// `collect` adds the accelerated fds that are ready now; it must be false when
+// `out` already holds accelerated events (no fd twice in one batch).
+int EpollSet::Kernel(epoll_event* out, int max, int timeout_ms,
+                     const sigset_t* mask, bool collect) {
   int r = REAL(epoll_pwait)(epfd_, out, max, timeout_ms, mask);
   if (r <= 0) return r;
   uint64_t tag = tag_.load(std::memory_order_relaxed);
@@ -189,7 +203,8 @@ int EpollSet::Kernel(epoll_event* out, int max, int timeout_ms, const sigset_t* 
   return n;
 }
 
-int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t* mask) {
+int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns,
+                   const sigset_t* mask) {
   uint64_t start = sys::NowNs();
   uint64_t spin_end = start + engine::SpinBudgetNs();
   bool spun = false;  // did this call spin (its outcome adapts the window)
@@ -208,7 +223,8 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t
     }
     if (timeout_ns == 0) return Kernel(out, max, 0, mask, true);
     uint64_t now = sys::NowNs();
-    int64_t left = timeout_ns < 0 ? -1 : timeout_ns - static_cast<int64_t>(now - start);
+    int64_t left =
+        timeout_ns < 0 ? -1 : timeout_ns - static_cast<int64_t>(now - start);
     if (timeout_ns >= 0 && left <= 0) return Kernel(out, max, 0, mask, true);
     if (now < spin_end) {
       spun = true;
@@ -227,7 +243,9 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns, const sigset_t
     int k = 0;
     if (sleep) {
       engine::CountThread(stats::kTSleeps);
-      k = Kernel(out, max, left < 0 ? -1 : static_cast<int>((left + 999999) / 1000000), mask, true);
+      k = Kernel(out, max,
+                 left < 0 ? -1 : static_cast<int>((left + 999999) / 1000000),
+                 mask, true);
     }
     int err = errno;
     for (Socket* s : armed) {

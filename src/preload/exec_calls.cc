@@ -1,6 +1,6 @@
-// Interposed exec family: accelerated connections that survive the exec are described for the new
-// image (preload/inherit.h). glibc's execvp & co. reach execve internally, past any interposer, so
-// each entry point is covered here.
+// Interposed exec family: accelerated connections that survive the exec are
+// described for the new image (preload/inherit.h). glibc's execvp & co. reach
+// execve internally, past any interposer, so each entry point is covered here.
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -21,7 +21,8 @@ namespace {
 constexpr char kPrefix[] = "USMC_INHERIT=";
 
 // envp with USMC_INHERIT replaced by `value` (storage in `keep`).
-std::vector<char*> WithInherit(char* const envp[], const std::string& value, std::string* keep) {
+std::vector<char*> WithInherit(char* const envp[], const std::string& value,
+                               std::string* keep) {
   std::vector<char*> out;
   for (char* const* e = envp; e != nullptr && *e != nullptr; ++e) {
     if (strncmp(*e, kPrefix, sizeof kPrefix - 1) != 0) out.push_back(*e);
@@ -63,20 +64,27 @@ using namespace usmc::preload;  // NOLINT: the interposed C entry points below
 extern "C" {
 
 int execve(const char* path, char* const argv[], char* const envp[]) {
-  return WithPrepared(envp, [&](char* const* e) { return REAL(execve)(path, argv, e); });
+  return WithPrepared(
+      envp, [&](char* const* e) { return REAL(execve)(path, argv, e); });
 }
 
 int execvpe(const char* file, char* const argv[], char* const envp[]) {
-  return WithPrepared(envp, [&](char* const* e) { return REAL(execvpe)(file, argv, e); });
+  return WithPrepared(
+      envp, [&](char* const* e) { return REAL(execvpe)(file, argv, e); });
 }
 
 int fexecve(int fd, char* const argv[], char* const envp[]) {
-  return WithPrepared(envp, [&](char* const* e) { return REAL(fexecve)(fd, argv, e); });
+  return WithPrepared(
+      envp, [&](char* const* e) { return REAL(fexecve)(fd, argv, e); });
 }
 
-int execv(const char* path, char* const argv[]) { return execve(path, argv, environ); }
+int execv(const char* path, char* const argv[]) {
+  return execve(path, argv, environ);
+}
 
-int execvp(const char* file, char* const argv[]) { return execvpe(file, argv, environ); }
+int execvp(const char* file, char* const argv[]) {
+  return execvpe(file, argv, environ);
+}
 
 int execl(const char* path, const char* arg, ...) {
   va_list ap;

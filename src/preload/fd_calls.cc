@@ -1,5 +1,5 @@
-// Interposed fd lifetime and control calls: close, close_range, dup*, fcntl, ioctl, socket options,
-// shutdown. Plain fds go straight to libc.
+// Interposed fd lifetime and control calls: close, close_range, dup*, fcntl,
+// ioctl, socket options, shutdown. Plain fds go straight to libc.
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
@@ -45,9 +45,11 @@ void Forget(int fd) {
   if (s == nullptr) return;
   EpollForget(fd, s);
   if (s->fds.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (s->state() == SockState::kActive) s->conn()->Pump();  // unread doorbells would turn FIN into RST
+    if (s->state() == SockState::kActive)
+      s->conn()->Pump();  // unread doorbells would turn FIN into RST
     if (s->state() == SockState::kActive && s->conn()->BytesReadable() > 0) {
-      linger abort{1, 0};  // unread data: the peer must see a reset, as TCP gives it
+      linger abort{
+          1, 0};  // unread data: the peer must see a reset, as TCP gives it
       sys::SetSockOpt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
     }
   } else if (s->fd() == fd) {
@@ -78,9 +80,11 @@ int TimeoutMs(const void* v, socklen_t len) {
   return ms <= 0 ? -1 : static_cast<int>(ms);
 }
 
-// Makes a handshake socket usable for an operation that needs the outcome. False: the fd is plain.
+// Makes a handshake socket usable for an operation that needs the outcome.
+// False: the fd is plain.
 bool Settle(int fd, Socket* s) {
-  if (s->state() == SockState::kActive || s->state() == SockState::kListener) return true;
+  if (s->state() == SockState::kActive || s->state() == SockState::kListener)
+    return true;
   if (s->Finish(0) && s->state() == SockState::kActive) return true;
   DropToPlain(fd, s);
   return false;
@@ -102,7 +106,9 @@ int close(int fd) {
 
 int close_range(unsigned first, unsigned last, int flags) {
   if (!(flags & CLOSE_RANGE_CLOEXEC)) {
-    unsigned end = last < static_cast<unsigned>(FdTable::kMaxFd) ? last : FdTable::kMaxFd - 1;
+    unsigned end = last < static_cast<unsigned>(FdTable::kMaxFd)
+                       ? last
+                       : FdTable::kMaxFd - 1;
     for (unsigned fd = first; fd <= end; ++fd) Forget(static_cast<int>(fd));
   }
   return REAL(close_range)(first, last, flags);
@@ -129,7 +135,8 @@ int dup3(int from, int to, int flags) {
 }
 
 static int FcntlCommon(int fd, int cmd, long arg, bool is64) {
-  auto real = is64 ? REAL_T(int (*)(int, int, ...), "fcntl64") : REAL_T(int (*)(int, int, ...), "fcntl");
+  auto real = is64 ? REAL_T(int (*)(int, int, ...), "fcntl64")
+                   : REAL_T(int (*)(int, int, ...), "fcntl");
   if (real == nullptr) real = REAL_T(int (*)(int, int, ...), "fcntl");
   int r = real(fd, cmd, arg);
   if (r < 0 || !FdTable::Get().Maybe(fd)) return r;
@@ -163,22 +170,27 @@ int ioctl(int fd, unsigned long req, ...) {
     SocketRef s(fd);
     if (s && (req == FIONREAD || req == SIOCOUTQ) && Settle(fd, s.get()) &&
         s->state() == SockState::kActive) {
-      size_t n = req == FIONREAD ? s->conn()->BytesReadable() : s->conn()->BytesUnacked();
+      size_t n = req == FIONREAD ? s->conn()->BytesReadable()
+                                 : s->conn()->BytesUnacked();
       *static_cast<int*>(arg) = static_cast<int>(n);
       return 0;
     }
-    if (s && req == FIONBIO && arg != nullptr) SetNonBlock(fd, *static_cast<int*>(arg) != 0);
+    if (s && req == FIONBIO && arg != nullptr)
+      SetNonBlock(fd, *static_cast<int*>(arg) != 0);
   }
   return REAL_T(int (*)(int, unsigned long, ...), "ioctl")(fd, req, arg);
 }
 
 int setsockopt(int fd, int level, int name, const void* val, socklen_t len) {
-  if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF) && len >= sizeof(int)) {
+  if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF) &&
+      len >= sizeof(int)) {
     RememberBufferSize(fd, *static_cast<const int*>(val));
   }
-  if (level == IPPROTO_TCP && (name == TCP_NODELAY || name == TCP_CORK) && FdTable::Get().Maybe(fd)) {
+  if (level == IPPROTO_TCP && (name == TCP_NODELAY || name == TCP_CORK) &&
+      FdTable::Get().Maybe(fd)) {
     SocketRef s(fd);
-    if (s && s->state() == SockState::kActive) return 0;  // the TCP socket only carries doorbells now
+    if (s && s->state() == SockState::kActive)
+      return 0;  // the TCP socket only carries doorbells now
   }
   int r = REAL(setsockopt)(fd, level, name, val, len);
   if (r != 0 || level != SOL_SOCKET || !FdTable::Get().Maybe(fd)) return r;
@@ -195,8 +207,8 @@ int getsockopt(int fd, int level, int name, void* val, socklen_t* len) {
     if (s && s->state() != SockState::kListener) {
       if (!s->Advance()) {
         DropToPlain(fd, s.get());
-      } else if (s->state() == SockState::kActive && val != nullptr && len != nullptr &&
-                 *len >= sizeof(int)) {
+      } else if (s->state() == SockState::kActive && val != nullptr &&
+                 len != nullptr && *len >= sizeof(int)) {
         *static_cast<int*>(val) = s->conn()->TakeError();
         *len = sizeof(int);
         return 0;

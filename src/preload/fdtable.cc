@@ -5,7 +5,8 @@
 namespace usmc::preload {
 
 FdTable& FdTable::Get() {
-  static FdTable* table = new FdTable();  // never destroyed: fds are used during exit
+  static FdTable* table =
+      new FdTable();  // never destroyed: fds are used during exit
   return *table;
 }
 
@@ -15,7 +16,8 @@ std::atomic<Socket*>* FdTable::Slot(int fd, bool create) const {
   std::atomic<Socket*>* page = page_ptr.load(std::memory_order_acquire);
   if (page == nullptr && create) {
     auto* fresh = new std::atomic<Socket*>[kPageSize]();
-    if (page_ptr.compare_exchange_strong(page, fresh, std::memory_order_acq_rel)) {
+    if (page_ptr.compare_exchange_strong(page, fresh,
+                                         std::memory_order_acq_rel)) {
       page = fresh;
     } else {
       delete[] fresh;
@@ -47,7 +49,8 @@ void FdTable::Install(int fd, Socket* s) {
   s->Ref();
   s->fds.fetch_add(1, std::memory_order_relaxed);
   Socket* old = slot->exchange(s, std::memory_order_acq_rel);
-  if (old != nullptr) {  // fd number reused behind our back (e.g. dup2 by a raw syscall)
+  if (old != nullptr) {  // fd number reused behind our back (e.g. dup2 by a raw
+                         // syscall)
     old->fds.fetch_sub(1, std::memory_order_relaxed);
     old->Unref();
   }
@@ -55,7 +58,8 @@ void FdTable::Install(int fd, Socket* s) {
 
 Socket* FdTable::Remove(int fd) {
   std::atomic<Socket*>* slot = Slot(fd, false);
-  return slot == nullptr ? nullptr : slot->exchange(nullptr, std::memory_order_acq_rel);
+  return slot == nullptr ? nullptr
+                         : slot->exchange(nullptr, std::memory_order_acq_rel);
 }
 
 void UnrefSocket(Socket* s) { s->Unref(); }

@@ -37,43 +37,51 @@ uint64_t InodeOf(int fd) {
 bool KeepOpen(int fd, std::vector<int>* undo) {
   int flags = sys::Fcntl(fd, F_GETFD);
   if (flags < 0) return false;
-  if ((flags & FD_CLOEXEC) && sys::Fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) == 0) undo->push_back(fd);
+  if ((flags & FD_CLOEXEC) && sys::Fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) == 0)
+    undo->push_back(fd);
   return true;
 }
 
-// One surviving connection as "FD,SEG_FD,SEG_ID,SEG_BYTES,SLOT,SIDE,OFFSET,INODE".
+// One surviving connection as
+// "FD,SEG_FD,SEG_ID,SEG_BYTES,SLOT,SIDE,OFFSET,INODE".
 bool Describe(Socket* s, std::vector<int>* undo, std::string* out) {
   int fd = s->fd();
   int flags = sys::Fcntl(fd, F_GETFD);
-  if (flags < 0 || (flags & FD_CLOEXEC)) return false;  // does not survive the exec
+  if (flags < 0 || (flags & FD_CLOEXEC))
+    return false;  // does not survive the exec
   SockState st = s->state();
   if (st == SockState::kConnecting || st == SockState::kClientHandshake ||
       st == SockState::kServerHandshake) {
-    s->Finish(sys::NowNs() + engine::ClcDeadlineNs());  // the new image could not resume it
+    s->Finish(sys::NowNs() +
+              engine::ClcDeadlineNs());  // the new image could not resume it
   }
   if (s->state() != SockState::kActive) return false;
   engine::Conn* c = s->conn();
   shm::Segment* seg = c->segment();
   if (!KeepOpen(seg->fd(), undo)) return false;
   char buf[160];
-  snprintf(buf, sizeof buf, ";%d,%d,%u,%" PRIu64 ",%u,%d,%" PRIu64 ",%" PRIu64, fd, seg->fd(),
-           seg->id(), seg->bytes(), c->slot(), static_cast<int>(c->side()),
+  snprintf(buf, sizeof buf, ";%d,%d,%u,%" PRIu64 ",%u,%d,%" PRIu64 ",%" PRIu64,
+           fd, seg->fd(), seg->id(), seg->bytes(), c->slot(),
+           static_cast<int>(c->side()),
            engine::Arena::Get().OffsetOf(c->state()), InodeOf(fd));
   *out += buf;
   return true;
 }
 
 bool Parse(const char* p, Entry* e) {
-  return sscanf(p, "%d,%d,%u,%" SCNu64 ",%u,%u,%" SCNu64 ",%" SCNu64, &e->fd, &e->seg_fd, &e->seg_id,
-                &e->seg_bytes, &e->slot, &e->side, &e->offset, &e->inode) == 8;
+  return sscanf(p, "%d,%d,%u,%" SCNu64 ",%u,%u,%" SCNu64 ",%" SCNu64, &e->fd,
+                &e->seg_fd, &e->seg_id, &e->seg_bytes, &e->slot, &e->side,
+                &e->offset, &e->inode) == 8;
 }
 
-// The inherited arena, mapped once; records are addressed by offset and checked against its size.
+// The inherited arena, mapped once; records are addressed by offset and checked
+// against its size.
 struct InheritedArena {
   uint8_t* base = nullptr;
   uint64_t bytes = 0;
   engine::ConnState* At(uint64_t off) const {
-    if (off % alignof(engine::ConnState) != 0 || off > bytes || bytes - off < sizeof(engine::ConnState)) {
+    if (off % alignof(engine::ConnState) != 0 || off > bytes ||
+        bytes - off < sizeof(engine::ConnState)) {
       return nullptr;
     }
     return reinterpret_cast<engine::ConnState*>(base + off);
@@ -83,7 +91,8 @@ struct InheritedArena {
 bool MapArena(int fd, InheritedArena* a) {
   struct stat st;
   if (sys::Fstat(fd, &st) != 0 || st.st_size <= 0) return false;
-  void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* p = mmap(nullptr, static_cast<size_t>(st.st_size),
+                 PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return false;
   sys::Fcntl(fd, F_SETFD, FD_CLOEXEC);
   a->base = static_cast<uint8_t*>(p);
@@ -94,11 +103,14 @@ bool MapArena(int fd, InheritedArena* a) {
 void AdoptOne(const Entry& e, const InheritedArena& arena,
               std::unordered_map<int, shm::Segment*>* segs) {
   engine::ConnState* st = arena.At(e.offset);
-  if (st == nullptr || e.side > 1 || e.inode == 0 || InodeOf(e.fd) != e.inode) return;
+  if (st == nullptr || e.side > 1 || e.inode == 0 || InodeOf(e.fd) != e.inode)
+    return;
   shm::Segment*& seg = (*segs)[e.seg_fd];
   if (seg == nullptr) {
     sys::Fcntl(e.seg_fd, F_SETFD, FD_CLOEXEC);
-    static auto* kept = new std::vector<std::unique_ptr<shm::Segment>>();  // live as long as we do
+    static auto* kept =
+        new std::vector<std::unique_ptr<shm::Segment>>();  // live as long as we
+                                                           // do
     auto attached = shm::Segment::Attach(e.seg_id, e.seg_fd, e.seg_bytes);
     if (!attached) return;
     seg = attached.get();
@@ -130,7 +142,8 @@ std::string PrepareExec(std::vector<int>* undo) {
 }
 
 void ExecFailed(const std::vector<int>& undo) {
-  for (int fd : undo) sys::Fcntl(fd, F_SETFD, sys::Fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  for (int fd : undo)
+    sys::Fcntl(fd, F_SETFD, sys::Fcntl(fd, F_GETFD) | FD_CLOEXEC);
 }
 
 void AdoptInherited() {
@@ -141,9 +154,12 @@ void AdoptInherited() {
   char* end = nullptr;
   long arena_fd = strtol(text.c_str(), &end, 10);
   InheritedArena arena;
-  if (end == text.c_str() || arena_fd < 0 || !MapArena(static_cast<int>(arena_fd), &arena)) return;
+  if (end == text.c_str() || arena_fd < 0 ||
+      !MapArena(static_cast<int>(arena_fd), &arena))
+    return;
   std::unordered_map<int, shm::Segment*> segs;
-  for (size_t pos = text.find(';'); pos != std::string::npos; pos = text.find(';', pos + 1)) {
+  for (size_t pos = text.find(';'); pos != std::string::npos;
+       pos = text.find(';', pos + 1)) {
     Entry e;
     if (Parse(text.c_str() + pos + 1, &e)) AdoptOne(e, arena, &segs);
   }

@@ -1,5 +1,6 @@
-// Interposed data calls: read/write and the recv/send families, sendfile, and glibc's fortified
-// entry points. An accelerated fd moves data through its Conn; everything else goes to libc.
+// Interposed data calls: read/write and the recv/send families, sendfile, and
+// glibc's fortified entry points. An accelerated fd moves data through its
+// Conn; everything else goes to libc.
 #include <errno.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -19,21 +20,26 @@
 namespace usmc::preload {
 namespace {
 
-constexpr uint64_t kServerFirstWaitNs = 2000000;  // a non-blocking first write waits this long for the CLC
+constexpr uint64_t kServerFirstWaitNs =
+    2000000;  // a non-blocking first write waits this long for the CLC
 
-bool NonBlocking(Socket* s, int flags) { return s->nonblock || (flags & MSG_DONTWAIT); }
+bool NonBlocking(Socket* s, int flags) {
+  return s->nonblock || (flags & MSG_DONTWAIT);
+}
 
 // 1: use the Conn; 0: plain (use libc); -1: fail with errno.
 int Route(int fd, Socket* s, bool for_write, int flags, int timeout_ms) {
   SockState st = s->state();
   if (st == SockState::kActive) return 1;
   if (st == SockState::kListener) return 0;
-  if (for_write && (st == SockState::kServerUnknown || st == SockState::kStripProposal)) {
+  if (for_write &&
+      (st == SockState::kServerUnknown || st == SockState::kStripProposal)) {
     s->ServerWroteFirst();
     return 0;
   }
   if (st == SockState::kStripProposal) {
-    uint64_t until = timeout_ms > 0 ? sys::NowNs() + uint64_t(timeout_ms) * 1000000 : 0;
+    uint64_t until =
+        timeout_ms > 0 ? sys::NowNs() + uint64_t(timeout_ms) * 1000000 : 0;
     if (NonBlocking(s, flags)) until = sys::NowNs();
     if (!s->StripWait(until)) {
       DropToPlain(fd, s);
@@ -43,12 +49,16 @@ int Route(int fd, Socket* s, bool for_write, int flags, int timeout_ms) {
   }
   uint64_t deadline = 0;
   if (NonBlocking(s, flags)) {
-    uint64_t wait = (for_write && st == SockState::kServerHandshake) ? kServerFirstWaitNs : 0;
+    uint64_t wait = (for_write && st == SockState::kServerHandshake)
+                        ? kServerFirstWaitNs
+                        : 0;
     deadline = sys::NowNs() + wait;
   } else if (timeout_ms > 0) {
     deadline = sys::NowNs() + uint64_t(timeout_ms) * 1000000;
   }
-  bool alive = NonBlocking(s, flags) && deadline <= sys::NowNs() ? s->Advance() : s->Finish(deadline);
+  bool alive = NonBlocking(s, flags) && deadline <= sys::NowNs()
+                   ? s->Advance()
+                   : s->Finish(deadline);
   if (!alive) {
     DropToPlain(fd, s);
     return 0;
@@ -89,7 +99,8 @@ ssize_t SendFileActive(int out, int in, off_t* offset, size_t count) {
   size_t done = 0;
   while (done < count) {
     size_t want = std::min(buf.size(), count - done);
-    ssize_t n = offset != nullptr ? pread(in, buf.data(), want, *offset) : read(in, buf.data(), want);
+    ssize_t n = offset != nullptr ? pread(in, buf.data(), want, *offset)
+                                  : read(in, buf.data(), want);
     if (n <= 0) {
       if (done > 0) break;
       return n;
@@ -124,17 +135,22 @@ ssize_t read(int fd, void* buf, size_t n) {
 }
 
 ssize_t readv(int fd, const iovec* iov, int iovcnt) {
-  return DoRecv(fd, iov, iovcnt, 0, [&] { return REAL(readv)(fd, iov, iovcnt); });
+  return DoRecv(fd, iov, iovcnt, 0,
+                [&] { return REAL(readv)(fd, iov, iovcnt); });
 }
 
 ssize_t recv(int fd, void* buf, size_t n, int flags) {
   iovec iov{buf, n};
-  return DoRecv(fd, &iov, 1, flags, [&] { return REAL(recv)(fd, buf, n, flags); });
+  return DoRecv(fd, &iov, 1, flags,
+                [&] { return REAL(recv)(fd, buf, n, flags); });
 }
 
-ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr, socklen_t* alen) {
+ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr,
+                 socklen_t* alen) {
   iovec iov{buf, n};
-  ssize_t r = DoRecv(fd, &iov, 1, flags, [&] { return REAL(recvfrom)(fd, buf, n, flags, addr, alen); });
+  ssize_t r = DoRecv(fd, &iov, 1, flags, [&] {
+    return REAL(recvfrom)(fd, buf, n, flags, addr, alen);
+  });
   if (r >= 0 && alen != nullptr && FdTable::Get().Maybe(fd)) *alen = 0;
   return r;
 }
@@ -150,8 +166,10 @@ ssize_t recvmsg(int fd, msghdr* msg, int flags) {
   return r;
 }
 
-int recvmmsg(int fd, mmsghdr* msgs, unsigned vlen, int flags, timespec* timeout) {
-  if (!FdTable::Get().Maybe(fd)) return REAL(recvmmsg)(fd, msgs, vlen, flags, timeout);
+int recvmmsg(int fd, mmsghdr* msgs, unsigned vlen, int flags,
+             timespec* timeout) {
+  if (!FdTable::Get().Maybe(fd))
+    return REAL(recvmmsg)(fd, msgs, vlen, flags, timeout);
   unsigned i = 0;
   for (; i < vlen; ++i) {
     int f = flags & ~MSG_WAITFORONE;
@@ -176,17 +194,21 @@ ssize_t write(int fd, const void* buf, size_t n) {
 }
 
 ssize_t writev(int fd, const iovec* iov, int iovcnt) {
-  return DoSend(fd, iov, iovcnt, 0, [&] { return REAL(writev)(fd, iov, iovcnt); });
+  return DoSend(fd, iov, iovcnt, 0,
+                [&] { return REAL(writev)(fd, iov, iovcnt); });
 }
 
 ssize_t send(int fd, const void* buf, size_t n, int flags) {
   iovec iov{const_cast<void*>(buf), n};
-  return DoSend(fd, &iov, 1, flags, [&] { return REAL(send)(fd, buf, n, flags); });
+  return DoSend(fd, &iov, 1, flags,
+                [&] { return REAL(send)(fd, buf, n, flags); });
 }
 
-ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* addr, socklen_t alen) {
+ssize_t sendto(int fd, const void* buf, size_t n, int flags,
+               const sockaddr* addr, socklen_t alen) {
   iovec iov{const_cast<void*>(buf), n};
-  return DoSend(fd, &iov, 1, flags, [&] { return REAL(sendto)(fd, buf, n, flags, addr, alen); });
+  return DoSend(fd, &iov, 1, flags,
+                [&] { return REAL(sendto)(fd, buf, n, flags, addr, alen); });
 }
 
 ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
@@ -211,7 +233,8 @@ int sendmmsg(int fd, mmsghdr* msgs, unsigned vlen, int flags) {
 ssize_t sendfile(int out, int in, off_t* offset, size_t count) {
   if (!FdTable::Get().Maybe(out)) return REAL(sendfile)(out, in, offset, count);
   SocketRef s(out);
-  if (!s || Route(out, s.get(), true, 0, s->sndtimeo_ms) == 0) return REAL(sendfile)(out, in, offset, count);
+  if (!s || Route(out, s.get(), true, 0, s->sndtimeo_ms) == 0)
+    return REAL(sendfile)(out, in, offset, count);
   return SendFileActive(out, in, offset, count);
 }
 
@@ -229,8 +252,8 @@ ssize_t __recv_chk(int fd, void* buf, size_t n, size_t buflen, int flags) {
   return recv(fd, buf, n, flags);
 }
 
-ssize_t __recvfrom_chk(int fd, void* buf, size_t n, size_t buflen, int flags, sockaddr* addr,
-                       socklen_t* alen) {
+ssize_t __recvfrom_chk(int fd, void* buf, size_t n, size_t buflen, int flags,
+                       sockaddr* addr, socklen_t* alen) {
   if (n > buflen) __builtin_trap();
   return recvfrom(fd, buf, n, flags, addr, alen);
 }

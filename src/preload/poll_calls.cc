@@ -1,6 +1,7 @@
-// Interposed poll, ppoll, select, pselect (and the fortified poll entry points). Accelerated fds are
-// ready by their rings; the kernel is asked about plain fds, and about accelerated ones only to sleep
-// (doorbells, FIN/RST, handshake progress).
+// Interposed poll, ppoll, select, pselect (and the fortified poll entry
+// points). Accelerated fds are ready by their rings; the kernel is asked about
+// plain fds, and about accelerated ones only to sleep (doorbells, FIN/RST,
+// handshake progress).
 #include <errno.h>
 #include <poll.h>
 #include <sys/select.h>
@@ -16,7 +17,8 @@
 namespace usmc::preload {
 namespace {
 
-constexpr unsigned kKernelCheckEvery = 64;  // spin iterations between kernel checks of plain fds
+constexpr unsigned kKernelCheckEvery =
+    64;  // spin iterations between kernel checks of plain fds
 
 struct Managed {
   nfds_t index;
@@ -27,7 +29,8 @@ struct Managed {
 
 short AppEvents(Socket* s, short want) {
   uint32_t ev = s->Events();
-  return static_cast<short>(ev & (static_cast<uint32_t>(want) | POLLERR | POLLHUP));
+  return static_cast<short>(ev &
+                            (static_cast<uint32_t>(want) | POLLERR | POLLHUP));
 }
 
 // Fills revents of managed fds from their rings; returns how many are ready.
@@ -40,15 +43,18 @@ int Evaluate(pollfd* fds, std::vector<Managed>& m) {
   return ready;
 }
 
-// One kernel poll: plain fds with their own interest, managed ones with what they sleep on.
-int KernelPoll(pollfd* fds, nfds_t n, std::vector<Managed>& m, const timespec* ts, const sigset_t* mask,
+// One kernel poll: plain fds with their own interest, managed ones with what
+// they sleep on.
+int KernelPoll(pollfd* fds, nfds_t n, std::vector<Managed>& m,
+               const timespec* ts, const sigset_t* mask,
                std::vector<pollfd>& scratch) {
   scratch.assign(fds, fds + n);
   for (auto& e : m) {
     if (e.dropped) continue;
     uint32_t hs = e.s->HandshakeInterest();
     scratch[e.index].events = static_cast<short>(hs != 0 ? hs : POLLIN);
-    if (!e.armed && hs == 0) scratch[e.index].fd = -1;  // not sleeping on it: don't wake for it
+    if (!e.armed && hs == 0)
+      scratch[e.index].fd = -1;  // not sleeping on it: don't wake for it
   }
   int r = REAL(ppoll)(scratch.data(), n, ts, mask);
   if (r < 0) return r;
@@ -63,7 +69,8 @@ int KernelPoll(pollfd* fds, nfds_t n, std::vector<Managed>& m, const timespec* t
       e.s->conn()->Pump();
     } else if (!e.s->Advance()) {
       DropToPlain(fds[e.index].fd, e.s);
-      e.dropped = true;  // its kernel readiness counts from the next kernel poll on
+      e.dropped =
+          true;  // its kernel readiness counts from the next kernel poll on
     }
   }
   for (nfds_t i = 0; i < n; ++i) plain_ready += fds[i].revents != 0;
@@ -73,7 +80,8 @@ int KernelPoll(pollfd* fds, nfds_t n, std::vector<Managed>& m, const timespec* t
 bool ArmAll(pollfd* fds, std::vector<Managed>& m) {
   for (auto& e : m) {
     if (e.dropped || e.s->state() != SockState::kActive) continue;
-    uint32_t want = static_cast<uint32_t>(fds[e.index].events) & (POLLIN | POLLOUT);
+    uint32_t want =
+        static_cast<uint32_t>(fds[e.index].events) & (POLLIN | POLLOUT);
     if (!e.s->conn()->Arm(want)) return false;
     e.armed = true;
   }
@@ -94,7 +102,8 @@ int Merge(pollfd* fds, nfds_t n, std::vector<Managed>& m) {
   return count;
 }
 
-int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns, const sigset_t* mask) {
+int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
+             const sigset_t* mask) {
   uint64_t start = sys::NowNs();
   uint64_t spin_end = start + engine::SpinBudgetNs();
   std::vector<pollfd> scratch;
@@ -110,9 +119,11 @@ int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
       return Merge(fds, n, m);
     }
     uint64_t now = sys::NowNs();
-    if (now < spin_end && (timeout_ns < 0 || now - start < static_cast<uint64_t>(timeout_ns))) {
+    if (now < spin_end &&
+        (timeout_ns < 0 || now - start < static_cast<uint64_t>(timeout_ns))) {
       spun = true;
-      if (i % kKernelCheckEvery == 0 && KernelPoll(fds, n, m, &zero, mask, scratch) != 0) {
+      if (i % kKernelCheckEvery == 0 &&
+          KernelPoll(fds, n, m, &zero, mask, scratch) != 0) {
         return Merge(fds, n, m);
       }
       engine::SpinPause(i);
@@ -130,7 +141,8 @@ int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
     if (timeout_ns >= 0) {
       int64_t left = timeout_ns - static_cast<int64_t>(now - start);
       if (left < 0) left = 0;
-      ts = {static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
+      ts = {static_cast<time_t>(left / 1000000000),
+            static_cast<long>(left % 1000000000)};
       tsp = &ts;
     }
     engine::CountThread(stats::kTSleeps);
@@ -143,17 +155,21 @@ int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
     }
     int ready = Merge(fds, n, m);
     if (ready > 0) return ready;
-    if (timeout_ns >= 0 && sys::NowNs() - start >= static_cast<uint64_t>(timeout_ns)) return 0;
+    if (timeout_ns >= 0 &&
+        sys::NowNs() - start >= static_cast<uint64_t>(timeout_ns))
+      return 0;
   }
 }
 
-int Poll(pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t* mask, bool* handled) {
+int Poll(pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t* mask,
+         bool* handled) {
   std::vector<Managed> m;
   for (nfds_t i = 0; i < n; ++i) {
     if (!FdTable::Get().Maybe(fds[i].fd)) continue;
     Socket* s = FdTable::Get().Acquire(fds[i].fd);
     if (s == nullptr) continue;
-    if (s->state() == SockState::kListener || s->state() == SockState::kStripProposal) {
+    if (s->state() == SockState::kListener ||
+        s->state() == SockState::kStripProposal) {
       s->Unref();  // the kernel's readiness is the truth for these
       continue;
     }
@@ -169,11 +185,13 @@ int Poll(pollfd* fds, nfds_t n, int64_t timeout_ns, const sigset_t* mask, bool* 
 }
 
 int64_t ToNs(const timespec* ts) {
-  return ts == nullptr ? -1 : static_cast<int64_t>(ts->tv_sec) * 1000000000 + ts->tv_nsec;
+  return ts == nullptr
+             ? -1
+             : static_cast<int64_t>(ts->tv_sec) * 1000000000 + ts->tv_nsec;
 }
 
-int SelectViaPoll(int nfds, fd_set* r, fd_set* w, fd_set* e, int64_t timeout_ns, const sigset_t* mask,
-                  bool* handled) {
+int SelectViaPoll(int nfds, fd_set* r, fd_set* w, fd_set* e, int64_t timeout_ns,
+                  const sigset_t* mask, bool* handled) {
   std::vector<pollfd> p;
   for (int fd = 0; fd < nfds; ++fd) {
     short ev = 0;
@@ -193,8 +211,12 @@ int SelectViaPoll(int nfds, fd_set* r, fd_set* w, fd_set* e, int64_t timeout_ns,
       errno = EBADF;
       return -1;
     }
-    if (r != nullptr && (q.revents & (POLLIN | POLLHUP | POLLERR)) && (q.events & POLLIN)) FD_SET(q.fd, r), ++count;
-    if (w != nullptr && (q.revents & (POLLOUT | POLLERR)) && (q.events & POLLOUT)) FD_SET(q.fd, w), ++count;
+    if (r != nullptr && (q.revents & (POLLIN | POLLHUP | POLLERR)) &&
+        (q.events & POLLIN))
+      FD_SET(q.fd, r), ++count;
+    if (w != nullptr && (q.revents & (POLLOUT | POLLERR)) &&
+        (q.events & POLLOUT))
+      FD_SET(q.fd, w), ++count;
     if (e != nullptr && (q.revents & POLLPRI)) FD_SET(q.fd, e), ++count;
   }
   return count;
@@ -211,7 +233,8 @@ extern "C" {
 
 int poll(pollfd* fds, nfds_t n, int timeout) {
   bool handled = false;
-  int r = Poll(fds, n, timeout < 0 ? -1 : int64_t{timeout} * 1000000, nullptr, &handled);
+  int r = Poll(fds, n, timeout < 0 ? -1 : int64_t{timeout} * 1000000, nullptr,
+               &handled);
   return handled ? r : REAL(poll)(fds, n, timeout);
 }
 
@@ -226,14 +249,17 @@ int __poll_chk(pollfd* fds, nfds_t n, int timeout, size_t fdslen) {
   return poll(fds, n, timeout);
 }
 
-int __ppoll_chk(pollfd* fds, nfds_t n, const timespec* ts, const sigset_t* mask, size_t fdslen) {
+int __ppoll_chk(pollfd* fds, nfds_t n, const timespec* ts, const sigset_t* mask,
+                size_t fdslen) {
   if (fdslen / sizeof(pollfd) < n) __builtin_trap();
   return ppoll(fds, n, ts, mask);
 }
 
 int select(int nfds, fd_set* r, fd_set* w, fd_set* e, timeval* tv) {
   bool handled = false;
-  int64_t ns = tv == nullptr ? -1 : int64_t{tv->tv_sec} * 1000000000 + int64_t{tv->tv_usec} * 1000;
+  int64_t ns = tv == nullptr ? -1
+                             : int64_t{tv->tv_sec} * 1000000000 +
+                                   int64_t{tv->tv_usec} * 1000;
   fd_set r0, w0, e0;
   if (r != nullptr) r0 = *r;
   if (w != nullptr) w0 = *w;
@@ -246,7 +272,8 @@ int select(int nfds, fd_set* r, fd_set* w, fd_set* e, timeval* tv) {
   return REAL(select)(nfds, r, w, e, tv);
 }
 
-int pselect(int nfds, fd_set* r, fd_set* w, fd_set* e, const timespec* ts, const sigset_t* mask) {
+int pselect(int nfds, fd_set* r, fd_set* w, fd_set* e, const timespec* ts,
+            const sigset_t* mask) {
   bool handled = false;
   fd_set r0, w0, e0;
   if (r != nullptr) r0 = *r;

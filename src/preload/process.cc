@@ -24,14 +24,14 @@ namespace {
 
 util::RuleSet* g_rules = nullptr;
 
-
-// Adds `delta` holders to the family-shared record of every connection this process holds (once per
-// connection, however many fd numbers point at it).
+// Adds `delta` holders to the family-shared record of every connection this
+// process holds (once per connection, however many fd numbers point at it).
 void CountHolders(int delta) {
   std::unordered_set<engine::ConnState*> seen;
   FdTable::Get().ForEach([&](Socket* s) {
     engine::ConnState* st = s->SharedState();
-    if (st != nullptr && seen.insert(st).second) st->holders.fetch_add(delta, std::memory_order_acq_rel);
+    if (st != nullptr && seen.insert(st).second)
+      st->holders.fetch_add(delta, std::memory_order_acq_rel);
   });
 }
 
@@ -60,7 +60,8 @@ __attribute__((constructor)) void Init() {
 }  // namespace
 
 const util::RuleSet& Rules() {
-  if (g_rules == nullptr) Init();  // a constructor of another library got here first
+  if (g_rules == nullptr)
+    Init();  // a constructor of another library got here first
   return *g_rules;
 }
 
@@ -72,8 +73,9 @@ namespace sys = usmc::sys;
 
 extern "C" {
 
-// The child's holders are counted before the child exists: a parent that closes its copy right after
-// fork (the fork-per-connection pattern) must not see the count reach zero.
+// The child's holders are counted before the child exists: a parent that closes
+// its copy right after fork (the fork-per-connection pattern) must not see the
+// count reach zero.
 pid_t fork() {
   CountHolders(+1);
   usmc::stats::CountFdRecordHolders(+1);

@@ -1,15 +1,15 @@
-// Interposed connection set-up calls: listen, accept, accept4, connect. They decide, before any byte
-// flows, whether a connection is offered the same-host link (registry + SYN mark) and create the
-// Socket that runs the handshake.
+// Interposed connection set-up calls: listen, accept, accept4, connect. They
+// decide, before any byte flows, whether a connection is offered the same-host
+// link (registry + SYN mark) and create the Socket that runs the handshake.
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include "preload/fdtable.h"
 #include "link/shm/registry.h"
 #include "link/shm/synmark.h"
+#include "preload/fdtable.h"
 #include "preload/process.h"
 #include "preload/real.h"
 #include "preload/socket.h"
@@ -24,12 +24,16 @@ namespace {
 bool IsTcpSocket(int fd) {
   int type = 0, proto = 0, domain = 0;
   socklen_t l = sizeof type;
-  if (sys::GetSockOpt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 || type != SOCK_STREAM) return false;
+  if (sys::GetSockOpt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 ||
+      type != SOCK_STREAM)
+    return false;
   l = sizeof domain;
-  if (sys::GetSockOpt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l) != 0) return false;
+  if (sys::GetSockOpt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l) != 0)
+    return false;
   if (domain != AF_INET && domain != AF_INET6) return false;
   l = sizeof proto;
-  return sys::GetSockOpt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) == 0 && proto == IPPROTO_TCP;
+  return sys::GetSockOpt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) == 0 &&
+         proto == IPPROTO_TCP;
 }
 
 void RegisterListener(int fd) {
@@ -38,16 +42,19 @@ void RegisterListener(int fd) {
   socklen_t len = sizeof ss;
   if (sys::GetSockName(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
   std::string rule;
-  if (!Rules().ShouldAccelerate(util::Role::kServer, reinterpret_cast<sockaddr*>(&ss), len, &rule)) {
+  if (!Rules().ShouldAccelerate(util::Role::kServer,
+                                reinterpret_cast<sockaddr*>(&ss), len, &rule)) {
     USMC_LOG("fd=%d listener stays TCP: rule '%s'", fd, rule.c_str());
     return;
   }
   int v6only = 0;
   socklen_t l = sizeof v6only;
-  if (ss.ss_family == AF_INET6) sys::GetSockOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l);
+  if (ss.ss_family == AF_INET6)
+    sys::GetSockOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l);
   shm::RegistryEntry entry;
   if (!shm::EnableSavedSyn(fd) ||
-      !shm::RegisterListener(reinterpret_cast<sockaddr*>(&ss), len, v6only != 0, &entry)) {
+      !shm::RegisterListener(reinterpret_cast<sockaddr*>(&ss), len, v6only != 0,
+                             &entry)) {
     USMC_LOG("fd=%d listener stays TCP: cannot register (errno %d)", fd, errno);
     return;
   }
@@ -66,22 +73,26 @@ int Accepted(Socket* listener, int nfd, int flags) {
     LogMode(nfd, false, Role::kServer, wire::kDeclPeerNoSmc);
     return nfd;
   }
-  SockState st = mark == shm::SynMark::kMarked ? SockState::kServerHandshake : SockState::kServerUnknown;
+  SockState st = mark == shm::SynMark::kMarked ? SockState::kServerHandshake
+                                               : SockState::kServerUnknown;
   Socket* s = Socket::New(st, Role::kServer, nfd);
   s->nonblock = (flags & SOCK_NONBLOCK) != 0;
   s->ring_bytes = listener->ring_bytes;
   FdTable::Get().Install(nfd, s);
-  // The client sends its Proposal as soon as it is connected: it is often here already, and
-  // answering now saves the application's event loop a round.
+  // The client sends its Proposal as soon as it is connected: it is often here
+  // already, and answering now saves the application's event loop a round.
   if (st == SockState::kServerHandshake && !s->Advance()) DropToPlain(nfd, s);
   s->Unref();
   return nfd;
 }
 
-// False with *why = 0: not a TCP connect usmc decides on; with a reason: a fallback (see PlainConnect).
+// False with *why = 0: not a TCP connect usmc decides on; with a reason: a
+// fallback (see PlainConnect).
 bool WantsLink(int fd, const sockaddr* addr, socklen_t len, uint32_t* why) {
   *why = 0;
-  if (addr == nullptr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) return false;
+  if (addr == nullptr ||
+      (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+    return false;
   if (!IsTcpSocket(fd)) return false;
   std::string rule;
   if (!Rules().ShouldAccelerate(util::Role::kClient, addr, len, &rule)) {
@@ -89,14 +100,16 @@ bool WantsLink(int fd, const sockaddr* addr, socklen_t len, uint32_t* why) {
     *why = wire::kDeclRule;
     return false;
   }
-  if (!shm::IsLocalAddress(addr, len) || !shm::LookupListener(addr, len, true)) {
+  if (!shm::IsLocalAddress(addr, len) ||
+      !shm::LookupListener(addr, len, true)) {
     *why = wire::kDeclNoListener;
     return false;
   }
   return true;
 }
 
-// A connect usmc leaves alone: logged and recorded once the kernel has bound the local address.
+// A connect usmc leaves alone: logged and recorded once the kernel has bound
+// the local address.
 int PlainConnect(int fd, const sockaddr* addr, socklen_t len, uint32_t why) {
   int r = REAL(connect)(fd, addr, len);
   int err = errno;
@@ -107,11 +120,15 @@ int PlainConnect(int fd, const sockaddr* addr, socklen_t len, uint32_t why) {
   return r;
 }
 
-// Blocking connect is done: run the handshake to its end, as the kernel's connect() does.
+// Blocking connect is done: run the handshake to its end, as the kernel's
+// connect() does.
 int FinishBlockingConnect(int fd, Socket* s) {
   if (s->Finish(0) && s->state() == SockState::kActive) return 0;
-  if (s->state() != SockState::kActive && s->HandshakeInterest() != 0 && errno == EINTR) return -1;
-  if (s->state() == SockState::kStripProposal) return 0;  // fell back; an Accept may still come
+  if (s->state() != SockState::kActive && s->HandshakeInterest() != 0 &&
+      errno == EINTR)
+    return -1;
+  if (s->state() == SockState::kStripProposal)
+    return 0;  // fell back; an Accept may still come
   DropToPlain(fd, s);
   if (s->was_reset) {
     errno = s->reason == wire::kDeclClcTimeout ? ETIMEDOUT : ECONNRESET;
@@ -137,14 +154,16 @@ int listen(int fd, int backlog) {
 
 int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
   SocketRef ls(fd);
-  if (!ls || ls->state() != SockState::kListener) return REAL(accept4)(fd, addr, len, flags);
+  if (!ls || ls->state() != SockState::kListener)
+    return REAL(accept4)(fd, addr, len, flags);
   int nfd = REAL(accept4)(fd, addr, len, flags);
   return nfd < 0 ? nfd : Accepted(ls.get(), nfd, flags);
 }
 
 int accept(int fd, sockaddr* addr, socklen_t* len) {
   SocketRef ls(fd);
-  if (!ls || ls->state() != SockState::kListener) return REAL(accept)(fd, addr, len);
+  if (!ls || ls->state() != SockState::kListener)
+    return REAL(accept)(fd, addr, len);
   int nfd = REAL(accept)(fd, addr, len);
   return nfd < 0 ? nfd : Accepted(ls.get(), nfd, 0);
 }
@@ -161,8 +180,9 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
       return -1;
     }
   }
-  // A second connect() on a socket the kernel already connected is how event loops (hiredis) learn
-  // that a non-blocking connect finished: the decision was made on the first call.
+  // A second connect() on a socket the kernel already connected is how event
+  // loops (hiredis) learn that a non-blocking connect finished: the decision
+  // was made on the first call.
   sockaddr_storage peer;
   socklen_t plen = sizeof peer;
   if (sys::GetPeerName(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) {

@@ -28,11 +28,13 @@ Socket* g_free = nullptr;
 void ResetTcp(int fd) {
   sockaddr unspec{};
   unspec.sa_family = AF_UNSPEC;
-  sys::Connect(fd, &unspec, sizeof unspec);  // tcp_disconnect: RST, ECONNRESET for the app
+  sys::Connect(fd, &unspec,
+               sizeof unspec);  // tcp_disconnect: RST, ECONNRESET for the app
 }
 
-// Doorbells are single bytes: Nagle would hold one back until the previous is acked (delayed ACK,
-// ~40 ms). The application's own TCP_NODELAY/TCP_CORK no longer reach an accelerated socket.
+// Doorbells are single bytes: Nagle would hold one back until the previous is
+// acked (delayed ACK, ~40 ms). The application's own TCP_NODELAY/TCP_CORK no
+// longer reach an accelerated socket.
 void SetNoDelay(int fd) {
   int one = 1;
   sys::SetSockOpt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -101,7 +103,8 @@ void Socket::Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
 bool Socket::TryRef() {
   int r = refs_.load(std::memory_order_relaxed);
   while (r > 0) {
-    if (refs_.compare_exchange_weak(r, r + 1, std::memory_order_acq_rel)) return true;
+    if (refs_.compare_exchange_weak(r, r + 1, std::memory_order_acq_rel))
+      return true;
   }
   return false;
 }
@@ -128,15 +131,18 @@ void Socket::set_fd(int fd) {
 }
 
 bool Socket::OnResult(engine::HsResult r) {
-  uint32_t why = client_hs_ ? client_hs_->reason() : server_hs_ ? server_hs_->reason() : 0;
+  uint32_t why = client_hs_   ? client_hs_->reason()
+                 : server_hs_ ? server_hs_->reason()
+                              : 0;
   switch (r) {
     case engine::HsResult::kWantRead:
       if (sys::NowNs() < hs_deadline_ns) return true;
       reason = wire::kDeclClcTimeout;
-      LogMode(fd(), false, role_, reason);  // before the reset, while the peer address is known
+      LogMode(fd(), false, role_,
+              reason);  // before the reset, while the peer address is known
       if (role_ == Role::kClient && client_hs_->GiveUp()) {
-        // Declined: the server (if it ever answers) falls back too; an Accept it may already have
-        // sent is dropped at our first read.
+        // Declined: the server (if it ever answers) falls back too; an Accept
+        // it may already have sent is dropped at our first read.
         state_.store(SockState::kStripProposal, std::memory_order_release);
         EpollMakeNative(fd(), this);
         return true;
@@ -145,7 +151,8 @@ bool Socket::OnResult(engine::HsResult r) {
       ResetTcp(fd());
       return false;
     case engine::HsResult::kDone:
-      conn_ = role_ == Role::kClient ? client_hs_->TakeConn() : server_hs_->TakeConn();
+      conn_ = role_ == Role::kClient ? client_hs_->TakeConn()
+                                     : server_hs_->TakeConn();
       conn_->SetNonBlocking(nonblock);
       SetNoDelay(fd());
       client_hs_.reset();
@@ -156,7 +163,8 @@ bool Socket::OnResult(engine::HsResult r) {
     case engine::HsResult::kFallback:
       reason = why;
       LogMode(fd(), false, role_, why, nullptr,
-              why == wire::kDeclPeerDecl || (client_hs_ && client_hs_->peer_declined()));
+              why == wire::kDeclPeerDecl ||
+                  (client_hs_ && client_hs_->peer_declined()));
       return false;
     case engine::HsResult::kReset:
       reason = why;
@@ -188,7 +196,8 @@ bool Socket::AdvanceConnecting() {
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
   if (sys::GetPeerName(fd(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    reason = wire::kDeclIntErr;  // connect failed: the app reads SO_ERROR from the plain socket
+    reason = wire::kDeclIntErr;  // connect failed: the app reads SO_ERROR from
+                                 // the plain socket
     return false;
   }
   return StartClient();
@@ -199,7 +208,8 @@ bool Socket::AdvanceUnknown() {
   ssize_t n = sys::Recv(fd(), head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0) return errno == EAGAIN || errno == EINTR;
   wire::ClcHeader hdr;
-  if (n == 0 || wire::ParseHeader({head, static_cast<size_t>(n)}, &hdr) == wire::ParseStatus::kNotClc) {
+  if (n == 0 || wire::ParseHeader({head, static_cast<size_t>(n)}, &hdr) ==
+                    wire::ParseStatus::kNotClc) {
     reason = wire::kDeclPeerNoSmc;
     LogMode(fd(), false, role_, reason);
     return false;
@@ -215,8 +225,9 @@ bool Socket::AdvanceStrip() {
   size_t len = 0;
   wire::ClcHeader hdr;
   wire::ParseStatus s = engine::ReadClc(fd(), buf, sizeof buf, &len, &hdr);
-  if (s == wire::ParseStatus::kNeedMore) return true;  // a proposal may still be arriving
-  return false;  // dropped (kOk) or not a proposal: plain from here on
+  if (s == wire::ParseStatus::kNeedMore)
+    return true;  // a proposal may still be arriving
+  return false;   // dropped (kOk) or not a proposal: plain from here on
 }
 
 bool Socket::Advance() {
@@ -231,7 +242,8 @@ bool Socket::Advance() {
       return OnResult(client_hs_->Step());
     case SockState::kServerHandshake:
       if (!server_hs_) {
-        server_hs_ = std::make_unique<engine::ServerHandshake>(fd(), ring_bytes);
+        server_hs_ =
+            std::make_unique<engine::ServerHandshake>(fd(), ring_bytes);
         hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();
       }
       return OnResult(server_hs_->Step());
@@ -267,14 +279,16 @@ uint32_t Socket::HandshakeInterest() const {
 }
 
 bool Socket::Finish(uint64_t deadline_ns) {
-  // No spinning here: every look at a handshake socket is a system call, and the peer's answer needs
-  // its own wake-up anyway.
+  // No spinning here: every look at a handshake socket is a system call, and
+  // the peer's answer needs its own wake-up anyway.
   while (true) {
     if (!Advance()) return false;
     uint32_t interest = HandshakeInterest();
-    if (interest == 0 || state() == SockState::kStripProposal) return true;  // decided
+    if (interest == 0 || state() == SockState::kStripProposal)
+      return true;  // decided
     uint64_t now = sys::NowNs();
-    uint64_t until = hs_deadline_ns != 0 ? hs_deadline_ns : now + engine::ClcDeadlineNs();
+    uint64_t until =
+        hs_deadline_ns != 0 ? hs_deadline_ns : now + engine::ClcDeadlineNs();
     if (deadline_ns != 0 && deadline_ns < until) until = deadline_ns;
     if (now >= until) {
       if (deadline_ns != 0 && deadline_ns <= now) {
@@ -298,13 +312,16 @@ engine::ConnState* Socket::SharedState() const {
 
 bool Socket::StripWait(uint64_t deadline_ns) {
   while (true) {
-    if (!Advance()) return false;  // the head of the stream is settled: plain from here on
+    if (!Advance())
+      return false;  // the head of the stream is settled: plain from here on
     uint64_t now = sys::NowNs();
     if (deadline_ns != 0 && now >= deadline_ns) {
       errno = EAGAIN;
       return true;
     }
-    int ms = deadline_ns == 0 ? -1 : static_cast<int>((deadline_ns - now + 999999) / 1000000);
+    int ms = deadline_ns == 0
+                 ? -1
+                 : static_cast<int>((deadline_ns - now + 999999) / 1000000);
     pollfd p{fd(), POLLIN, 0};
     if (sys::Poll(&p, 1, ms) < 0 && errno == EINTR) return true;
   }
@@ -316,7 +333,8 @@ uint32_t Socket::Events() const {
 
 namespace {
 std::mutex g_bufsize_mu;
-std::unordered_map<int, uint32_t>* g_bufsize = nullptr;  // fd -> requested bytes
+std::unordered_map<int, uint32_t>* g_bufsize =
+    nullptr;  // fd -> requested bytes
 std::atomic<bool> g_bufsize_any{false};
 }  // namespace
 
@@ -326,7 +344,8 @@ void RememberBufferSize(int fd, int bytes) {
   if (s) {
     std::lock_guard<std::mutex> lock(s->mu);
     if (s->state() == SockState::kListener) {
-      s->ring_bytes = std::max(s->ring_bytes, engine::RingBytesFor(static_cast<uint32_t>(bytes)));
+      s->ring_bytes = std::max(
+          s->ring_bytes, engine::RingBytesFor(static_cast<uint32_t>(bytes)));
     }
     return;  // an established connection keeps its rings, as SMC keeps its RMBs
   }
@@ -354,14 +373,16 @@ void ForgetBufferSize(int fd) {
   g_bufsize->erase(fd);
 }
 
-void LogMode(int fd, bool accelerated, Role role, uint32_t reason, engine::ConnState* st,
-             bool by_peer, const sockaddr* peer_addr, socklen_t peer_len) {
+void LogMode(int fd, bool accelerated, Role role, uint32_t reason,
+             engine::ConnState* st, bool by_peer, const sockaddr* peer_addr,
+             socklen_t peer_len) {
   int saved_errno = errno;
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
   sys::GetSockName(fd, reinterpret_cast<sockaddr*>(&local), &ll);
   if (peer_addr != nullptr && peer_len <= sizeof peer) {
-    memcpy(&peer, peer_addr, peer_len);  // a connect still in progress has no peer name yet
+    memcpy(&peer, peer_addr,
+           peer_len);  // a connect still in progress has no peer name yet
   } else {
     sys::GetPeerName(fd, reinterpret_cast<sockaddr*>(&peer), &pl);
   }
@@ -383,7 +404,8 @@ void LogMode(int fd, bool accelerated, Role role, uint32_t reason, engine::ConnS
   if (accelerated) {
     util::Log("fd=%d mode=SHM role=%s local=%s peer=%s", fd, r, l, p);
   } else {
-    util::Log("fd=%d mode=TCP role=%s reason=%s local=%s peer=%s", fd, r, wire::DeclineName(reason), l, p);
+    util::Log("fd=%d mode=TCP role=%s reason=%s local=%s peer=%s", fd, r,
+              wire::DeclineName(reason), l, p);
   }
 }
 

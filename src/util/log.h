@@ -1,5 +1,6 @@
-// Decision log: one line per decision to stderr (USMC_DEBUG=1) or to a file (USMC_LOG=FILE).
-// Never called on the data path. Thread-safe; async-signal-unsafe.
+// Decision log: one line per decision to stderr (USMC_DEBUG=1) or to a file
+// (USMC_LOG=FILE). Never called on the data path. Thread-safe;
+// async-signal-unsafe.
 #ifndef USMC_UTIL_LOG_H_
 #define USMC_UTIL_LOG_H_
 
@@ -22,8 +23,8 @@ void LogResetForTesting();
 
 }  // namespace usmc::util
 
-#define USMC_LOG(...)                                  \
-  do {                                                 \
+#define USMC_LOG(...)                                               \
+  do {                                                              \
     if (::usmc::util::LogEnabled()) ::usmc::util::Log(__VA_ARGS__); \
   } while (0)
 

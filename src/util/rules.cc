@@ -280,7 +280,8 @@ bool LoadUserRules(std::string* text, std::string* source, std::string* err) {
     *source = path;
     return true;
   }
-  if (!explicit_file && (rc == ENOENT || rc == ENOTDIR || rc == EACCES)) return true;
+  if (!explicit_file && (rc == ENOENT || rc == ENOTDIR || rc == EACCES))
+    return true;
   *err = path + ": cannot read rules: " + strerror(rc);
   return false;
 }

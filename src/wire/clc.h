@@ -1,13 +1,16 @@
 // CLC (Connection Layer Control) messages, framed as RFC 7609 frames them.
 //
-// Every message is: an 8-byte header {eyecatcher[4], type, be16 length, version byte}, a body, and a
-// 4-byte trailer eyecatcher; `length` counts all of it. usmc sends the SMC-D eyecatcher (E2 D4 C3 C4,
-// "SMCD" in EBCDIC) and accepts SMC-D or SMC-R on receive. The bodies follow the kernel's SMC-D v1
-// layouts where a field has a kernel counterpart and add the same-host link fields usmc needs.
+// Every message is: an 8-byte header {eyecatcher[4], type, be16 length, version
+// byte}, a body, and a 4-byte trailer eyecatcher; `length` counts all of it.
+// usmc sends the SMC-D eyecatcher (E2 D4 C3 C4, "SMCD" in EBCDIC) and accepts
+// SMC-D or SMC-R on receive. The bodies follow the kernel's SMC-D v1 layouts
+// where a field has a kernel counterpart and add the same-host link fields usmc
+// needs.
 //
-// Invariant: decoding never reads outside the given span and never trusts `length`; every message that
-// decodes passes the checks its type needs. A stream whose first bytes are not a CLC header is
-// reported as kNotClc so callers can tell application data from a malformed handshake.
+// Invariant: decoding never reads outside the given span and never trusts
+// `length`; every message that decodes passes the checks its type needs. A
+// stream whose first bytes are not a CLC header is reported as kNotClc so
+// callers can tell application data from a malformed handshake.
 #ifndef USMC_WIRE_CLC_H_
 #define USMC_WIRE_CLC_H_
 
@@ -18,8 +21,10 @@
 
 namespace usmc::wire {
 
-inline constexpr std::array<uint8_t, 4> kEyecatcherSmcd = {0xE2, 0xD4, 0xC3, 0xC4};
-inline constexpr std::array<uint8_t, 4> kEyecatcherSmcr = {0xE2, 0xD4, 0xC3, 0xD9};
+inline constexpr std::array<uint8_t, 4> kEyecatcherSmcd = {0xE2, 0xD4, 0xC3,
+                                                           0xC4};
+inline constexpr std::array<uint8_t, 4> kEyecatcherSmcr = {0xE2, 0xD4, 0xC3,
+                                                           0xD9};
 inline constexpr size_t kClcHeaderSize = 8;
 inline constexpr size_t kClcTrailerSize = 4;
 inline constexpr size_t kClcMaxSize = 512;  // usmc never sends or accepts more
@@ -34,9 +39,9 @@ enum class ClcType : uint8_t {
 
 enum class ParseStatus {
   kOk,
-  kNeedMore,            // fewer bytes than the header (or than `length`) so far
-  kNotClc,              // first bytes are not an eyecatcher: application data
-  kMalformed,           // eyecatcher matched but type/length/trailer/body is wrong
+  kNeedMore,   // fewer bytes than the header (or than `length`) so far
+  kNotClc,     // first bytes are not an eyecatcher: application data
+  kMalformed,  // eyecatcher matched but type/length/trailer/body is wrong
   kUnsupportedVersion,  // well-framed, but a version nibble usmc does not speak
 };
 
@@ -44,29 +49,34 @@ const char* ParseStatusName(ParseStatus s);
 
 struct ClcHeader {
   ClcType type = ClcType::kProposal;
-  uint16_t length = 0;   // whole message including header and trailer
-  uint8_t version = 0;   // high nibble of byte 7
+  uint16_t length = 0;         // whole message including header and trailer
+  uint8_t version = 0;         // high nibble of byte 7
   bool first_contact = false;  // typev2 bit 1 (in a Decline: "out of sync")
 };
 
-// Parses the 8-byte header at the start of `bytes` (a peek of the stream). kNeedMore if fewer than 8
-// bytes; kNotClc if the eyecatcher does not match; kMalformed for an unknown type or a length outside
-// [header+trailer, kClcMaxSize] or below the minimum size of its type.
+// Parses the 8-byte header at the start of `bytes` (a peek of the stream).
+// kNeedMore if fewer than 8 bytes; kNotClc if the eyecatcher does not match;
+// kMalformed for an unknown type or a length outside [header+trailer,
+// kClcMaxSize] or below the minimum size of its type.
 ParseStatus ParseHeader(std::span<const uint8_t> bytes, ClcHeader* out);
 
-// Ring sizes travel compressed as in SMC: size = 2^(code + 14), code 0..15 (16 KiB .. 512 MiB).
-uint8_t CompressRingSize(uint32_t bytes);  // smallest code whose size >= bytes (clamped to 0..15)
-uint32_t DecompressRingSize(uint8_t code);   // 0 for a code > 15
+// Ring sizes travel compressed as in SMC: size = 2^(code + 14), code 0..15 (16
+// KiB .. 512 MiB).
+uint8_t CompressRingSize(
+    uint32_t bytes);  // smallest code whose size >= bytes (clamped to 0..15)
+uint32_t DecompressRingSize(uint8_t code);  // 0 for a code > 15
 
-// Client -> server. Offers the same-host link (SMC-D loopback, CHID 0xFFFF) and names the client's
-// station so the server can hand it a segment.
+// Client -> server. Offers the same-host link (SMC-D loopback, CHID 0xFFFF) and
+// names the client's station so the server can hand it a segment.
 struct Proposal {
-  uint64_t peer_id = 0;         // host identity (same value on both ends of a same-host connection)
-  uint32_t pid = 0;             // client process id (station name part)
-  uint64_t station_nonce = 0;   // client station nonce (station name part, random)
-  uint8_t rx_size_code = 0;     // ring size the client wants to receive into
-  uint8_t tx_size_code = 0;     // ring size the client wants to send from
-  uint16_t chid = 0xFFFF;       // ISM CHID; 0xFFFF = loopback
+  uint64_t peer_id =
+      0;  // host identity (same value on both ends of a same-host connection)
+  uint32_t pid = 0;  // client process id (station name part)
+  uint64_t station_nonce =
+      0;                     // client station nonce (station name part, random)
+  uint8_t rx_size_code = 0;  // ring size the client wants to receive into
+  uint8_t tx_size_code = 0;  // ring size the client wants to send from
+  uint16_t chid = 0xFFFF;    // ISM CHID; 0xFFFF = loopback
 
   friend bool operator==(const Proposal&, const Proposal&) = default;
 };
@@ -74,19 +84,22 @@ struct Proposal {
 // Server -> client. Names the slot (DMB token) both rings live in.
 struct Accept {
   uint64_t peer_id = 0;
-  uint32_t server_pid = 0;      // must equal SO_PEERCRED.pid of the station connection that brought the segment
-  uint64_t link_nonce = 0;      // random per link; matches the station offer
-  uint32_t segment_id = 0;      // segment within the link
-  uint32_t slot = 0;            // slot within the segment (with segment_id: the DMB token)
-  uint32_t conn_token = 0;      // RMBE alert token, echoed in the Confirm
-  uint8_t c2s_size_code = 0;    // ring the client writes
-  uint8_t s2c_size_code = 0;    // ring the server writes
-  bool first_contact = false;   // this Accept created the link
+  uint32_t server_pid = 0;  // must equal SO_PEERCRED.pid of the station
+                            // connection that brought the segment
+  uint64_t link_nonce = 0;  // random per link; matches the station offer
+  uint32_t segment_id = 0;  // segment within the link
+  uint32_t slot =
+      0;  // slot within the segment (with segment_id: the DMB token)
+  uint32_t conn_token = 0;     // RMBE alert token, echoed in the Confirm
+  uint8_t c2s_size_code = 0;   // ring the client writes
+  uint8_t s2c_size_code = 0;   // ring the server writes
+  bool first_contact = false;  // this Accept created the link
 
   friend bool operator==(const Accept&, const Accept&) = default;
 };
 
-// Client -> server. Echoes the Accept's identity so both ends agree on the slot.
+// Client -> server. Echoes the Accept's identity so both ends agree on the
+// slot.
 struct Confirm {
   uint64_t peer_id = 0;
   uint64_t link_nonce = 0;
@@ -106,18 +119,21 @@ struct Decline {
   friend bool operator==(const Decline&, const Decline&) = default;
 };
 
-// Encoders write one whole message into `out` and return its length, or 0 if `out` is too small.
+// Encoders write one whole message into `out` and return its length, or 0 if
+// `out` is too small.
 size_t Encode(const Proposal& m, std::span<uint8_t> out);
 size_t Encode(const Accept& m, std::span<uint8_t> out);
 size_t Encode(const Confirm& m, std::span<uint8_t> out);
 size_t Encode(const Decline& m, std::span<uint8_t> out);
 
-// Decoders take one whole message (exactly header.length bytes) and check header, type, length,
-// trailer and field ranges (size codes <= 15, pid != 0, ...). Statuses: kNeedMore if `msg` is shorter
-// than the header or than `length`, kNotClc for a bad header eyecatcher, kMalformed for anything else
-// wrong in the framing (type other than the one asked for, `msg` longer than `length`, bad trailer),
-// then kUnsupportedVersion for a version nibble other than 1..kClcVersion, then kMalformed for bad
-// fields. `*out` is written only on kOk. Bytes beyond the type's fields (before the trailer) are ignored.
+// Decoders take one whole message (exactly header.length bytes) and check
+// header, type, length, trailer and field ranges (size codes <= 15, pid != 0,
+// ...). Statuses: kNeedMore if `msg` is shorter than the header or than
+// `length`, kNotClc for a bad header eyecatcher, kMalformed for anything else
+// wrong in the framing (type other than the one asked for, `msg` longer than
+// `length`, bad trailer), then kUnsupportedVersion for a version nibble other
+// than 1..kClcVersion, then kMalformed for bad fields. `*out` is written only
+// on kOk. Bytes beyond the type's fields (before the trailer) are ignored.
 ParseStatus Decode(std::span<const uint8_t> msg, Proposal* out);
 ParseStatus Decode(std::span<const uint8_t> msg, Accept* out);
 ParseStatus Decode(std::span<const uint8_t> msg, Confirm* out);
