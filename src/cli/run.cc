@@ -312,17 +312,25 @@ std::string EditPreload(const char* existing, const std::string& first,
 }
 
 // The program under usmc is not ours to leak-check (python, for one, is not
-// LSan-clean); usmc's own code is leak-checked by its unit tests, which run
-// without `usmc run`.
+// LSan-clean), so leak detection is turned off even if ASAN_OPTIONS asked for
+// it; usmc's own code is leak-checked by its unit tests, which run without
+// `usmc run`.
 void SetAsanOptions() {
   const char* cur = getenv("ASAN_OPTIONS");
-  std::string opts = cur != nullptr ? cur : "";
-  for (const char* o : {"verify_asan_link_order=0", "detect_leaks=0"}) {
-    std::string key(o, strchr(o, '=') - o);
-    if (opts.find(key) != std::string::npos) continue;
-    if (!opts.empty()) opts += ':';
-    opts += o;
+  std::string opts;
+  std::string in = cur != nullptr ? cur : "";
+  for (size_t pos = 0; pos <= in.size();) {
+    size_t end = in.find(':', pos);
+    if (end == std::string::npos) end = in.size();
+    std::string item = in.substr(pos, end - pos);
+    if (!item.empty() && item.rfind("detect_leaks=", 0) != 0)
+      opts += item + ":";
+    pos = end + 1;
   }
+  if (opts.find("verify_asan_link_order=") == std::string::npos) {
+    opts += "verify_asan_link_order=0:";
+  }
+  opts += "detect_leaks=0";
   setenv("ASAN_OPTIONS", opts.c_str(), 1);
 }
 
