@@ -334,6 +334,17 @@ void SetAsanOptions() {
   setenv("ASAN_OPTIONS", opts.c_str(), 1);
 }
 
+// TSan preloaded in front of libusmc.so misreads libusmc's one-time initialisation; the suppressions
+// (tests/tsan.supp in the source tree) list exactly those places.
+void SetTsanOptions() {
+  std::string supp = std::string(USMC_SOURCE_DIR) + "/tests/tsan.supp";
+  if (access(supp.c_str(), R_OK) != 0) return;
+  const char* cur = getenv("TSAN_OPTIONS");
+  std::string opts = cur != nullptr && cur[0] != '\0' ? std::string(cur) + ":" : "";
+  if (opts.find("suppressions=") != std::string::npos) return;
+  setenv("TSAN_OPTIONS", (opts + "suppressions=" + supp).c_str(), 1);
+}
+
 // Returns -1 on success, else the exit status.
 int PrepareEnvironment(const RunOptions& o) {
   if (o.rules != nullptr) {
@@ -349,6 +360,7 @@ int PrepareEnvironment(const RunOptions& o) {
   bool is_asan = false;
   std::string runtime = SanitizerRuntime(lib, &is_asan);
   if (is_asan) SetAsanOptions();
+  if (!runtime.empty() && !is_asan) SetTsanOptions();
   std::string preload = EditPreload(getenv("LD_PRELOAD"), runtime, lib);
   setenv("LD_PRELOAD", preload.c_str(), 1);
   if (o.debug) setenv("USMC_DEBUG", "1", 1);

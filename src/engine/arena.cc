@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "util/once.h"
 #include "util/sys.h"
 
 namespace usmc::engine {
@@ -85,9 +86,9 @@ void ThreadExit(void* block) {
 }  // namespace
 
 Arena& Arena::Get() {
-  static Arena* arena =
-      new Arena();  // never destroyed: connections outlive static destructors
-  return *arena;
+  static constinit util::Once<Arena*> arena;
+  return *arena.Get(
+      [] { return new Arena(); });  // never destroyed: connections outlive exit
 }
 
 Arena::Arena() {

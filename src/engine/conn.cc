@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "util/once.h"
 #include "util/sys.h"
 
 namespace usmc::engine {
@@ -131,14 +132,14 @@ void SpinPause(unsigned iteration) {
 namespace {
 
 uint64_t MaxSpinNs() {
-  static const uint64_t budget = [] {
+  static constinit util::Once<uint64_t> budget;
+  return budget.Get([] {
     const char* v = getenv("USMC_SPIN_US");
     long us = v != nullptr ? strtol(v, nullptr, 10) : 50;
     if (us < 0) us = 0;
     if (us > 100000) us = 100000;
     return static_cast<uint64_t>(us) * 1000;
-  }();
-  return budget;
+  });
 }
 
 // Per thread: a spin that ends in a sleep halves the next window, one that is

@@ -12,6 +12,7 @@
 #include "engine/arena.h"
 #include "engine/links.h"
 #include "util/log.h"
+#include "util/once.h"
 #include "util/sys.h"
 #include "wire/decline.h"
 
@@ -54,7 +55,8 @@ uint64_t ClcDeadlineNs() {
 }
 
 uint64_t HostPeerId() {
-  static const uint64_t id = [] {
+  static constinit util::Once<uint64_t> id;
+  return id.Get([] {
     uint64_t h = 1469598103934665603ull;  // FNV-1a of the boot id: same for
                                           // every process of this boot
     char buf[64] = {0};
@@ -68,8 +70,7 @@ uint64_t HostPeerId() {
     for (char* p = buf; *p != '\0'; ++p)
       h = (h ^ static_cast<uint8_t>(*p)) * 1099511628211ull;
     return h;
-  }();
-  return id;
+  });
 }
 
 uint32_t RingBytesFor(uint64_t requested) {
@@ -81,12 +82,12 @@ uint32_t RingBytesFor(uint64_t requested) {
 uint32_t DefaultRingBytes() {
   // `usmc run -r/-t` export USMC_RCVBUF/USMC_SNDBUF (like smc_run); a slot's
   // two rings share a size.
-  static const uint32_t bytes = [] {
+  static constinit util::Once<uint32_t> bytes;
+  return bytes.Get([] {
     long v = EnvLong("USMC_RING_BYTES", 256 * 1024);
     v = std::max({v, EnvLong("USMC_RCVBUF", 0), EnvLong("USMC_SNDBUF", 0)});
     return RingBytesFor(static_cast<uint64_t>(v));
-  }();
-  return bytes;
+  });
 }
 
 bool SendClc(int fd, const uint8_t* buf, size_t len) {

@@ -10,6 +10,7 @@
 
 #include "engine/arena.h"
 #include "util/log.h"
+#include "util/once.h"
 #include "util/sys.h"
 
 namespace usmc::engine {
@@ -38,9 +39,9 @@ struct Links {
 };
 
 Links& L() {
-  static Links* links =
-      new Links();  // never destroyed: segments must outlive exit-time closes
-  return *links;
+  static constinit util::Once<Links*> links;
+  return *links.Get(
+      [] { return new Links(); });  // never destroyed: segments outlive exit
 }
 
 shm::Segment* SegmentWithRoom(ServerLink& link, uint32_t ring_bytes,

@@ -1,13 +1,15 @@
 #include "preload/fdtable.h"
 
 #include "preload/socket.h"
+#include "util/once.h"
 
 namespace usmc::preload {
 
 FdTable& FdTable::Get() {
-  static FdTable* table =
-      new FdTable();  // never destroyed: fds are used during exit
-  return *table;
+  static constinit util::Once<FdTable*> table;
+  return *table.Get([] {
+    return new FdTable();
+  });  // never destroyed: fds are used during exit
 }
 
 std::atomic<Socket*>* FdTable::Slot(int fd, bool create) const {

@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "util/once.h"
 #include "util/sys.h"
 
 namespace usmc::stats {
@@ -24,9 +25,10 @@ class FdRecords {
  public:
   static constexpr int kMaxFd = 1 << 20;
   static FdRecords& Get() {
-    static FdRecords* t =
-        new FdRecords();  // never destroyed: fds are closed during exit
-    return *t;
+    static constinit util::Once<FdRecords*> t;
+    return *t.Get([] {
+      return new FdRecords();
+    });  // never destroyed: fds close during exit
   }
   std::atomic<ConnState*>* Slot(int fd, bool create) {
     if (fd < 0 || fd >= kMaxFd) return nullptr;
