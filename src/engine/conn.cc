@@ -155,11 +155,15 @@ uint64_t SpinBudgetNs() {
   return t_spin_ns;
 }
 
-void SpinOutcome(bool answered) {
+void SpinOutcome(bool answered, uint64_t waited_ns) {
   uint64_t max = MaxSpinNs();
   uint64_t cur = SpinBudgetNs();
   if (answered) {
     t_spin_ns = std::min(max, cur + max / 8 + 1);
+  } else if (waited_ns != 0 && waited_ns < max) {
+    // Slept, but the answer came within what a full window would have covered:
+    // widen again.
+    t_spin_ns = std::min(max, std::max(cur * 2, 2 * waited_ns));
   } else {
     t_spin_ns = std::max<uint64_t>(max / 64, cur / 2);
   }

@@ -136,7 +136,8 @@ class Conn {
 // µs), adapted by SpinOutcome() — whether the last spin was answered before its
 // window ran out.
 uint64_t SpinBudgetNs();
-void SpinOutcome(bool answered);
+// answered: the spin saw the event; else waited_ns is how long the whole wait took (0: unknown).
+void SpinOutcome(bool answered, uint64_t waited_ns = 0);
 // One step of a spin-wait. Yields the CPU now and then: on a small machine the
 // peer we wait for may be queued on our CPU, and spinning would only delay it.
 void SpinPause(unsigned iteration);

@@ -142,7 +142,8 @@ int Conn::SleepOnce(uint64_t deadline_ns) {
 int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
   uint32_t mask = want | EPOLLERR | EPOLLHUP;
   if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
-  uint64_t spin_end = sys::NowNs() + SpinBudgetNs();
+  uint64_t start = sys::NowNs();
+  uint64_t spin_end = start + SpinBudgetNs();
   uint64_t seen = WatchWord(want);
   for (unsigned i = 1;; ++i) {
     uint64_t now_word = WatchWord(want);
@@ -150,6 +151,7 @@ int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
       seen = now_word;
       if (uint32_t ev = Events(); ev & mask) {
         CountThread(stats::kTSpinWakeups);
+        SpinOutcome(true);
         return static_cast<int>(ev);
       }
     }
@@ -173,7 +175,10 @@ int Conn::Wait(uint32_t want, uint64_t deadline_ns) {
       errno = EINTR;
       return -1;
     }
-    if (uint32_t ev = Events(); ev & mask) return static_cast<int>(ev);
+    if (uint32_t ev = Events(); ev & mask) {
+      SpinOutcome(false, sys::NowNs() - start);
+      return static_cast<int>(ev);
+    }
     if (deadline_ns != 0 && sys::NowNs() >= deadline_ns) return 0;
   }
 }

@@ -234,10 +234,6 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns,
       engine::SpinPause(i);
       continue;
     }
-    if (spun) {
-      engine::SpinOutcome(false);
-      spun = false;
-    }
     std::vector<Socket*> armed;
     bool sleep = ArmAll(armed);
     int k = 0;
@@ -248,6 +244,11 @@ int EpollSet::Wait(epoll_event* out, int max, int64_t timeout_ns,
                  mask, true);
     }
     int err = errno;
+    if (spun && k != 0) {
+      engine::SpinOutcome(
+          false, sys::NowNs() - start);  // how long the answer really took
+      spun = false;
+    }
     for (Socket* s : armed) {
       s->conn()->Disarm();
       s->Unref();

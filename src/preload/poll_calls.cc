@@ -129,10 +129,6 @@ int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
       engine::SpinPause(i);
       continue;
     }
-    if (spun) {
-      engine::SpinOutcome(false);
-      spun = false;
-    }
     if (!ArmAll(fds, m)) {
       DisarmAll(m);
       continue;
@@ -154,6 +150,11 @@ int PollLoop(pollfd* fds, nfds_t n, std::vector<Managed>& m, int64_t timeout_ns,
       return -1;
     }
     int ready = Merge(fds, n, m);
+    if (spun && (ready > 0 || r > 0)) {
+      engine::SpinOutcome(
+          false, sys::NowNs() - start);  // how long the answer really took
+      spun = false;
+    }
     if (ready > 0) return ready;
     if (timeout_ns >= 0 &&
         sys::NowNs() - start >= static_cast<uint64_t>(timeout_ns))
