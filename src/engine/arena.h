@@ -47,7 +47,6 @@ struct ConnState {
   std::atomic<int32_t> error;     // pending socket error (SO_ERROR), 0 if none
   std::atomic<uint32_t> gen;      // bumped by Alloc and Free: readers detect a
                                   // record reused under them
-  std::atomic<int32_t> sleepers;  // holders armed to sleep on this connection
   // Several threads (or forked processes) blocked on one connection: one of
   // them polls the TCP socket and drains its doorbells, the others sleep on a
   // futex here and are woken when the poller wakes.

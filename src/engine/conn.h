@@ -58,11 +58,12 @@ class Conn {
 
   // The sleep protocol, for callers that sleep in the kernel themselves (poll,
   // epoll_wait): Arm() sets the waiting flags for `want` (EPOLLIN, EPOLLOUT)
-  // and returns false if the connection became ready meanwhile (then it is not
-  // armed). Disarm() undoes it. Pump() drains doorbells and notes FIN/RST from
-  // the TCP socket; call it when the TCP fd polled readable.
+  // and returns false if the connection became ready meanwhile (no need to
+  // sleep). The flags are cleared only by the side that rings (wait.cc says
+  // why); Disarm() marks the end of a sleep. Pump() drains doorbells and notes
+  // FIN/RST from the TCP socket; call it when the TCP fd polled readable.
   bool Arm(uint32_t want);
-  void Disarm();  // after a successful Arm
+  void Disarm();  // after a successful Arm (keeps the flags: see wait.cc)
   void Pump();
   // Spins, then sleeps, until Events() & (want | ERR | HUP) or the deadline
   // (ns, 0 = none) passes. Returns the events, 0 on timeout, -1 with EINTR when

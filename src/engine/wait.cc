@@ -48,24 +48,19 @@ void Conn::Break() {
 }
 
 bool Conn::Arm(uint32_t want) {
-  st_->sleepers.fetch_add(1, std::memory_order_relaxed);
   if (want & EPOLLIN)
     rx_->c.waiting_for_data.store(1, std::memory_order_relaxed);
   if (want & EPOLLOUT)
     tx_->p.waiting_for_space.store(1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (Events() & (want | EPOLLERR | EPOLLHUP)) {
-    Disarm();
-    return false;
-  }
-  return true;
+  // Ready already: the flag stays set; the peer's next publish rings once for nothing.
+  return (Events() & (want | EPOLLERR | EPOLLHUP)) == 0;
 }
 
-void Conn::Disarm() {
-  if (st_->sleepers.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  rx_->c.waiting_for_data.store(0, std::memory_order_relaxed);
-  tx_->p.waiting_for_space.store(0, std::memory_order_relaxed);
-}
+// Clearing the flags here would race with another waiter arming them again (threads, or forked
+// holders, on one connection): its wake-up would be lost. Only the side that rings clears a flag, by
+// exchanging it, so a waiter that woke for another reason costs at most one spare doorbell later.
+void Conn::Disarm() {}
 
 void Conn::Pump() {
   char buf[256];
