@@ -91,14 +91,10 @@ if [[ ${USMC_TEST_SKIP_SANITIZERS:-0} != 1 ]]; then
     ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1 \
       run_ctest asan "$BASE-asan" -j2 -LE apps
   fi
-  # TSan runs the unit tests (the engine's own multi-threaded tests among them) and the plain
-  # variants. The usmc variants are left out: with the TSan runtime preloaded in front of
-  # libusmc.so inside another program, TSan does not see libusmc's synchronisation (its mutexes
-  # and pthread_once included) and reports every lock-protected access as a race.
   if build tsan "$BASE-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DUSMC_SANITIZE=thread; then
     TSAN_OPTIONS=second_deadlock_stack=1 \
-      run_ctest tsan "$BASE-tsan" -j2 -LE "apps|usmc"
+      run_ctest tsan "$BASE-tsan" -j2 -LE apps
   fi
   unset USMC_TEST_QUICK
 fi

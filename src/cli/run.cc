@@ -334,17 +334,6 @@ void SetAsanOptions() {
   setenv("ASAN_OPTIONS", opts.c_str(), 1);
 }
 
-// TSan preloaded in front of libusmc.so misreads libusmc's one-time initialisation; the suppressions
-// (tests/tsan.supp in the source tree) list exactly those places.
-void SetTsanOptions() {
-  std::string supp = std::string(USMC_SOURCE_DIR) + "/tests/tsan.supp";
-  if (access(supp.c_str(), R_OK) != 0) return;
-  const char* cur = getenv("TSAN_OPTIONS");
-  std::string opts = cur != nullptr && cur[0] != '\0' ? std::string(cur) + ":" : "";
-  if (opts.find("suppressions=") != std::string::npos) return;
-  setenv("TSAN_OPTIONS", (opts + "suppressions=" + supp).c_str(), 1);
-}
-
 // Returns -1 on success, else the exit status.
 int PrepareEnvironment(const RunOptions& o) {
   if (o.rules != nullptr) {
@@ -360,8 +349,13 @@ int PrepareEnvironment(const RunOptions& o) {
   bool is_asan = false;
   std::string runtime = SanitizerRuntime(lib, &is_asan);
   if (is_asan) SetAsanOptions();
-  if (!runtime.empty() && !is_asan) SetTsanOptions();
+  // ASan must come first. TSan must come after libusmc.so: TSan does not see
+  // the synchronisation of code its own interceptors call, and libusmc's
+  // poll/read/... would be called from them.
   std::string preload = EditPreload(getenv("LD_PRELOAD"), runtime, lib);
+  if (!runtime.empty() && !is_asan) {
+    preload = preload.substr(runtime.size() + 1) + ":" + runtime;
+  }
   setenv("LD_PRELOAD", preload.c_str(), 1);
   if (o.debug) setenv("USMC_DEBUG", "1", 1);
   if (!o.rcvbuf.empty()) setenv("USMC_RCVBUF", o.rcvbuf.c_str(), 1);
