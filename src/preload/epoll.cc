@@ -13,29 +13,17 @@
 #include "preload/fdtable.h"
 #include "preload/real.h"
 #include "preload/socket.h"
+#include "util/fd_pages.h"
 #include "util/sys.h"
 
 namespace usmc::preload {
 namespace {
 
-constexpr int kPageShift = 12;
-constexpr int kPages = FdTable::kMaxFd >> kPageShift;
-std::atomic<std::atomic<EpollSet*>*> g_pages[kPages];
+constinit util::FdPages<EpollSet, FdTable::kMaxFd> g_sets;  // epfd -> set
 std::mutex g_create_mu;  // creation and destruction of sets (rare)
 
 std::atomic<EpollSet*>* SetSlot(int epfd, bool create) {
-  if (epfd < 0 || epfd >= FdTable::kMaxFd) return nullptr;
-  auto& page_ptr = g_pages[epfd >> kPageShift];
-  auto* page = page_ptr.load(std::memory_order_acquire);
-  if (page == nullptr && create) {
-    auto* fresh = new std::atomic<EpollSet*>[1 << kPageShift]();
-    if (page_ptr.compare_exchange_strong(page, fresh)) {
-      page = fresh;
-    } else {
-      delete[] fresh;
-    }
-  }
-  return page == nullptr ? nullptr : &page[epfd & ((1 << kPageShift) - 1)];
+  return g_sets.Slot(epfd, create);
 }
 
 EpollSet* Lookup(int epfd) {
@@ -58,14 +46,7 @@ EpollSet* GetOrCreate(int epfd) {
 
 template <typename F>
 void ForEachSet(F f) {
-  for (int p = 0; p < kPages; ++p) {
-    auto* page = g_pages[p].load(std::memory_order_acquire);
-    if (page == nullptr) continue;
-    for (int i = 0; i < (1 << kPageShift); ++i) {
-      if (EpollSet* s = page[i].load(std::memory_order_acquire); s != nullptr)
-        f(s);
-    }
-  }
+  g_sets.ForEach([&](int, EpollSet* s) { f(s); });
 }
 
 bool Accelerated(int fd) {

@@ -12,22 +12,6 @@ FdTable& FdTable::Get() {
   });  // never destroyed: fds are used during exit
 }
 
-std::atomic<Socket*>* FdTable::Slot(int fd, bool create) const {
-  if (fd < 0 || fd >= kMaxFd) return nullptr;
-  auto& page_ptr = pages_[fd >> kPageShift];
-  std::atomic<Socket*>* page = page_ptr.load(std::memory_order_acquire);
-  if (page == nullptr && create) {
-    auto* fresh = new std::atomic<Socket*>[kPageSize]();
-    if (page_ptr.compare_exchange_strong(page, fresh,
-                                         std::memory_order_acq_rel)) {
-      page = fresh;
-    } else {
-      delete[] fresh;
-    }
-  }
-  return page == nullptr ? nullptr : &page[fd & (kPageSize - 1)];
-}
-
 bool FdTable::Maybe(int fd) const {
   std::atomic<Socket*>* slot = Slot(fd, false);
   return slot != nullptr && slot->load(std::memory_order_relaxed) != nullptr;

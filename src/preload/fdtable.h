@@ -10,6 +10,8 @@
 
 #include <atomic>
 
+#include "util/fd_pages.h"
+
 namespace usmc::preload {
 
 class Socket;
@@ -36,25 +38,20 @@ class FdTable {
   void ForEach(F f) const;
 
  private:
-  static constexpr int kPageShift = 12;
-  static constexpr int kPageSize = 1 << kPageShift;
-  std::atomic<Socket*>* Slot(int fd, bool create) const;
-  mutable std::atomic<std::atomic<Socket*>*> pages_[kMaxFd >> kPageShift] = {};
+  std::atomic<Socket*>* Slot(int fd, bool create) const {
+    return pages_.Slot(fd, create);
+  }
+  util::FdPages<Socket, kMaxFd> pages_;
 };
 
 template <typename F>
 void FdTable::ForEach(F f) const {
-  for (int p = 0; p < (kMaxFd >> kPageShift); ++p) {
-    if (pages_[p].load(std::memory_order_acquire) == nullptr) continue;
-    for (int i = 0; i < kPageSize; ++i) {
-      int fd = (p << kPageShift) + i;
-      if (!Maybe(fd)) continue;
-      if (Socket* s = Acquire(fd); s != nullptr) {
-        f(s);
-        UnrefSocket(s);
-      }
+  pages_.ForEach([&](int fd, Socket*) {
+    if (Socket* s = Acquire(fd); s != nullptr) {
+      f(s);
+      UnrefSocket(s);
     }
-  }
+  });
 }
 
 // RAII reference to a Socket from the table.

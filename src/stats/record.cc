@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "util/fd_pages.h"
 #include "util/once.h"
 #include "util/sys.h"
 
@@ -31,35 +32,16 @@ class FdRecords {
     });  // never destroyed: fds close during exit
   }
   std::atomic<ConnState*>* Slot(int fd, bool create) {
-    if (fd < 0 || fd >= kMaxFd) return nullptr;
-    auto& page_ptr = pages_[fd >> kPageShift];
-    std::atomic<ConnState*>* page = page_ptr.load(std::memory_order_acquire);
-    if (page == nullptr && create) {
-      auto* fresh = new std::atomic<ConnState*>[kPageSize]();
-      if (page_ptr.compare_exchange_strong(page, fresh,
-                                           std::memory_order_acq_rel)) {
-        page = fresh;
-      } else {
-        delete[] fresh;
-      }
-    }
-    return page == nullptr ? nullptr : &page[fd & (kPageSize - 1)];
+    return pages_.Slot(fd, create);
   }
+
   template <typename Fn>
   void ForEach(Fn fn) {
-    for (auto& page_ptr : pages_) {
-      std::atomic<ConnState*>* page = page_ptr.load(std::memory_order_acquire);
-      if (page == nullptr) continue;
-      for (int i = 0; i < kPageSize; ++i) {
-        if (ConnState* st = page[i].load(std::memory_order_acquire)) fn(st);
-      }
-    }
+    pages_.ForEach([&](int, ConnState* st) { fn(st); });
   }
 
  private:
-  static constexpr int kPageShift = 12;
-  static constexpr int kPageSize = 1 << kPageShift;
-  std::atomic<std::atomic<ConnState*>*> pages_[kMaxFd >> kPageShift] = {};
+  util::FdPages<ConnState, kMaxFd> pages_;
 };
 
 void Release(ConnState* st) {
