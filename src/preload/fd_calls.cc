@@ -44,12 +44,16 @@ void Forget(int fd) {
   Socket* s = FdTable::Get().Remove(fd);
   if (s == nullptr) return;
   EpollForget(fd, s);
-  if (s->fds.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (s->state() == SockState::kActive)
-      s->conn()->Pump();  // unread doorbells would turn FIN into RST
-    if (s->state() == SockState::kActive && s->conn()->BytesReadable() > 0) {
-      linger abort{
-          1, 0};  // unread data: the peer must see a reset, as TCP gives it
+  if (s->fds.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      s->state() == SockState::kActive) {
+    engine::Conn* c = s->conn();
+    c->Pump();  // unread doorbells would turn FIN into RST
+    // Unread data: the peer must see a reset, as TCP gives it — but only when
+    // the family's last holder goes (a forked holder keeps the socket;
+    // SO_LINGER would outlive this close).
+    bool last = c->state()->holders.load(std::memory_order_acquire) == 1;
+    if (last && c->BytesReadable() > 0) {
+      linger abort{1, 0};
       sys::SetSockOpt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
     }
   } else if (s->fd() == fd) {
