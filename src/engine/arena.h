@@ -35,6 +35,9 @@ enum ConnFlags : uint32_t {
   kPeerReset = 1u << 3,  // TCP RST / abort from the peer
   kBroken = 1u << 4,     // peer violated the protocol; connection reset
   kNonBlock = 1u << 5,   // O_NONBLOCK on the open file description
+  kConfirmed =
+      1u
+      << 6,  // the server side read the Confirm (in some process of the family)
 };
 
 // One record: an accelerated connection (with its cursors and locks), or —
@@ -43,10 +46,10 @@ enum ConnFlags : uint32_t {
 struct ConnState {
   std::atomic<uint32_t> in_use;
   std::atomic<uint32_t> flags;
-  std::atomic<int32_t> holders;   // processes holding the connection
-  std::atomic<int32_t> error;     // pending socket error (SO_ERROR), 0 if none
-  std::atomic<uint32_t> gen;      // bumped by Alloc and Free: readers detect a
-                                  // record reused under them
+  std::atomic<int32_t> holders;  // processes holding the connection
+  std::atomic<int32_t> error;    // pending socket error (SO_ERROR), 0 if none
+  std::atomic<uint32_t> gen;     // bumped by Alloc and Free: readers detect a
+                                 // record reused under them
   // Several threads (or forked processes) blocked on one connection: one of
   // them polls the TCP socket and drains its doorbells, the others sleep on a
   // futex here and are woken when the poller wakes.

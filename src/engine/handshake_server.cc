@@ -20,6 +20,13 @@ ServerHandshake::~ServerHandshake() {
     return;
   }
   if (!granted_ || st_ == nullptr) return;
+  if (st_->flags.load(std::memory_order_acquire) & kConfirmed) {
+    // A forked holder finished the handshake: this copy leaves as any holder
+    // of the connection does (the last one closes it and releases the slot).
+    Conn::Setup s{fd_, shm::Side::kServer, st_, seg_, slot_};
+    Conn(s).Close();
+    return;
+  }
   // A forked holder may still be finishing this handshake: only the last one
   // gives the slot back.
   if (st_->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
@@ -124,6 +131,7 @@ HsResult ServerHandshake::OnConfirm(const wire::Confirm& c) {
     reason_ = wire::kDeclSyncErr;
     return HsResult::kReset;
   }
+  st_->flags.fetch_or(kConfirmed, std::memory_order_acq_rel);
   Conn::Setup s;
   s.tcp_fd = fd_;
   s.side = shm::Side::kServer;
