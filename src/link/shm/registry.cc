@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "util/sys.h"
+#include "util/text.h"
 
 namespace usmc::shm {
 namespace {
@@ -66,22 +67,6 @@ struct UnixName {
   socklen_t len;
 };
 
-char* AppendStr(char* p, const char* s) {
-  while (*s != '\0') *p++ = *s++;
-  return p;
-}
-
-char* AppendUint(char* p, unsigned v) {
-  char tmp[12];
-  int n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n > 0) *p++ = tmp[--n];
-  return p;
-}
-
 // "\0usmc.L.<4|6>.<address>.<port>" (at most 61 bytes, sun_path has 108).
 void ListenerName(int family, const uint8_t* bytes, uint16_t port,
                   UnixName* out) {
@@ -90,10 +75,10 @@ void ListenerName(int family, const uint8_t* bytes, uint16_t port,
   out->sun.sun_family = AF_UNIX;
   char* p = out->sun.sun_path;
   *p++ = '\0';
-  p = AppendStr(p, family == AF_INET ? "usmc.L.4." : "usmc.L.6.");
-  p = AppendStr(p, text);
+  p = util::AppendStr(p, family == AF_INET ? "usmc.L.4." : "usmc.L.6.");
+  p = util::AppendStr(p, text);
   *p++ = '.';
-  p = AppendUint(p, port);
+  p = util::AppendDecimal(p, port);
   out->len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
                                     (p - out->sun.sun_path));
 }

@@ -13,6 +13,7 @@
 #include <new>
 
 #include "util/sys.h"
+#include "util/text.h"
 
 namespace usmc::shm {
 namespace {
@@ -43,22 +44,11 @@ struct StationAddr {
   socklen_t len;
 };
 
-char* AppendUint(char* p, uint64_t v) {
-  char tmp[24];
-  int n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n > 0) *p++ = tmp[--n];
-  return p;
-}
-
 // Writes "usmc.S.<pid>.<nonce as 16 hex digits>" (no NUL) and returns its end.
 char* FormatName(pid_t pid, uint64_t nonce, char* p) {
   static constexpr char kHex[] = "0123456789abcdef";
   memcpy(p, "usmc.S.", 7);
-  p = AppendUint(p + 7, static_cast<uint64_t>(pid));
+  p = util::AppendDecimal(p + 7, static_cast<uint64_t>(pid));
   *p++ = '.';
   for (int shift = 60; shift >= 0; shift -= 4)
     *p++ = kHex[(nonce >> shift) & 0xF];
@@ -83,7 +73,7 @@ bool IsMemfdOfSize(int fd, uint64_t bytes) {
   if (sys::Fcntl(fd, F_GET_SEALS) < 0)
     return false;  // only shmem/hugetlbfs files have seals
   char path[40] = "/proc/self/fd/";
-  *AppendUint(path + 14, static_cast<uint64_t>(fd)) = '\0';
+  *util::AppendDecimal(path + 14, static_cast<uint64_t>(fd)) = '\0';
   char target[16];
   ssize_t n = sys::ReadLinkAt(AT_FDCWD, path, target, sizeof target);
   if (n >= 0 && (n < 7 || memcmp(target, "/memfd:", 7) != 0)) return false;
