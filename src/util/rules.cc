@@ -175,8 +175,9 @@ bool ParseEndpoint(std::string_view s, Rule* r, std::string* err) {
 
 bool ParseRule(std::string_view text, Rule* r, std::string* err) {
   std::vector<std::string_view> w = SplitWords(text);
-  if (w[0] == "accelerate") {
+  if (w[0] == "accelerate" || w[0] == "remote") {
     r->accelerate = true;
+    r->remote = w[0] == "remote";
   } else if (w[0] == "tcp") {
     r->accelerate = false;
   } else {
@@ -222,6 +223,11 @@ bool ToMapped(const sockaddr* sa, socklen_t len, in6_addr* a, uint16_t* port) {
     return true;
   }
   return false;
+}
+
+Decision DecisionOf(const Rule& r) {
+  if (!r.accelerate) return Decision::kTcp;
+  return r.remote ? Decision::kRemote : Decision::kAccelerate;
 }
 
 bool Matches(const Rule& r, Role role, const in6_addr& a, uint16_t port) {
@@ -348,22 +354,27 @@ std::optional<RuleSet> RuleSet::FromEnvironment(std::string* error) {
   return set;
 }
 
-bool RuleSet::ShouldAccelerate(Role role, const sockaddr* addr, socklen_t len,
-                               std::string* matched) const {
+Decision RuleSet::Decide(Role role, const sockaddr* addr, socklen_t len,
+                         std::string* rule) const {
   in6_addr a;
   uint16_t port = 0;
   if (!ToMapped(addr, len, &a, &port)) {
-    if (matched != nullptr) *matched = "not an IP address";
-    return false;
+    if (rule != nullptr) *rule = "not an IP address";
+    return Decision::kTcp;
   }
   for (const Rule& r : rules_) {
     if (Matches(r, role, a, port)) {
-      if (matched != nullptr) *matched = r.text;
-      return r.accelerate;
+      if (rule != nullptr) *rule = r.text;
+      return DecisionOf(r);
     }
   }
-  if (matched != nullptr) *matched = "default";
-  return port != 53;
+  if (rule != nullptr) *rule = "default";
+  return port != 53 ? Decision::kAccelerate : Decision::kTcp;
+}
+
+bool RuleSet::ShouldAccelerate(Role role, const sockaddr* addr, socklen_t len,
+                               std::string* matched) const {
+  return Decide(role, addr, len, matched) != Decision::kTcp;
 }
 
 }  // namespace usmc::util

@@ -2,16 +2,19 @@
 //
 // A rule is one line: `ACTION ROLE ENDPOINT`, '#' starts a comment, blank lines
 // are ignored.
-//   ACTION   : accelerate | tcp
-//   ROLE     : server (matches the local listening address) | client (matches
-//   the destination) | any ENDPOINT : ADDR[:PORTS] | [IPV6ADDR][:PORTS] |
-//   *[:PORTS] | :PORTS ; ADDR may carry /PREFIXLEN;
-//              PORTS is N, N-M or *.
-// Example: "accelerate server *:6379", "tcp any *:53", "tcp
-// client 10.0.0.0/8:*". Several rules may be given on one line separated by ';'
-// (handy in an environment variable). The first matching rule wins; when none
-// matches, the default applies: accelerate, except port 53. IPv4-mapped IPv6
-// addresses match IPv4 rules.
+//   ACTION   : accelerate | tcp | remote
+//              remote = accelerate, and the peer at this endpoint runs usmc
+//              on another host: offer/expect the cross-host (SMC-R)
+//              handshake even without the BPF capability signal.
+//   ROLE     : server (matches the local listening address) | client
+//              (matches the destination) | any
+//   ENDPOINT : ADDR[:PORTS] | [IPV6ADDR][:PORTS] | *[:PORTS] | :PORTS
+//              ADDR may carry /PREFIXLEN; PORTS is N, N-M or *.
+// Examples: "accelerate server *:6379", "tcp any *:53",
+// "tcp client 10.0.0.0/8:*", "remote any 10.77.0.0/16". Several rules may be
+// given on one line separated by ';' (handy in an environment variable). The
+// first matching rule wins; when none matches, the default applies:
+// accelerate, except port 53. IPv4-mapped IPv6 addresses match IPv4 rules.
 //
 // Invariant: a RuleSet is immutable after parsing, so lookups take no lock.
 #ifndef USMC_UTIL_RULES_H_
@@ -29,8 +32,13 @@ namespace usmc::util {
 
 enum class Role { kServer, kClient };
 
+// What a rule (or the default) says about a connection. kRemote is kAccelerate
+// plus "the peer is usmc on another host".
+enum class Decision { kTcp, kAccelerate, kRemote };
+
 struct Rule {
   bool accelerate = true;
+  bool remote = false;  // `remote` action (implies accelerate)
   bool match_server = true;
   bool match_client = true;
   int family = AF_UNSPEC;  // AF_UNSPEC = any address
@@ -58,9 +66,13 @@ class RuleSet {
   static std::optional<RuleSet> FromEnvironment(std::string* error);
 
   // Decision for a connection: `addr` is the local listening address (kServer)
-  // or the destination (kClient). `matched` (optional) receives the matching
-  // rule's text or "default". A null or non-IP address (AF_UNIX, ...) is never
-  // accelerated.
+  // or the destination (kClient). `rule` (optional) receives the matching
+  // rule's text or "default". A null or non-IP address (AF_UNIX, ...) is
+  // always kTcp.
+  Decision Decide(Role role, const sockaddr* addr, socklen_t len,
+                  std::string* rule = nullptr) const;
+
+  // Decide(...) != Decision::kTcp.
   bool ShouldAccelerate(Role role, const sockaddr* addr, socklen_t len,
                         std::string* matched = nullptr) const;
 

@@ -1,13 +1,16 @@
 // CLC message codec.
 //
 // Header (all types), bytes 0..7:
-//   0  eyecatcher[4]   E2 D4 C3 C4 (SMC-D) sent; SMC-D or SMC-R accepted
+//   0  eyecatcher[4]   E2 D4 C3 C4 (SMC-D) or, for an smcr message,
+//                      E2 D4 C3 D9 (SMC-R) sent; either accepted
 //   4  type            1 Proposal, 2 Accept, 3 Confirm, 4 Decline
 //   5  be16 length     whole message, header and trailer included
 //   7  version:4 | typev2:2 | typev1:2   (bit 7 .. bit 0)
-//                      sent: version 2, typev1 = typev2 = 1 (SMC-D);
+//                      sent: version 2, typev1 = typev2 = 1 (SMC-D), for
+//                      SMC-R too (only the eyecatcher tells them apart);
 //                      typev2 bit 0b10 = first contact (Decline: out of sync)
-// Trailer (all types): eyecatcher[4] in the last 4 bytes.
+// Trailer (all types): eyecatcher[4] in the last 4 bytes, the same one as the
+// header on send; either accepted.
 //
 // Bodies (offsets from the start of the message). Field order follows the
 // kernel's SMC-D v1 messages where a field has a counterpart there: peer_id
@@ -36,7 +39,9 @@
 //  34  be16 reserved
 //  36  be64 link_nonce       (the kernel's be32 linkid, widened)
 //  44  be32 conn_token
-//  48  trailer
+//  48  trailer               (SMC-D)
+//  48  u8   link_len         } SMC-R only: 53 + link_len bytes;
+//  49  link[link_len]        } link_len <= 80, then the trailer
 //
 // Confirm, 40 bytes:
 //   8  be64 peer_id
@@ -44,7 +49,9 @@
 //  20  be32 slot
 //  24  be64 link_nonce
 //  32  be32 conn_token
-//  36  trailer
+//  36  trailer               (SMC-D)
+//  36  u8   link_len         } SMC-R only: 41 + link_len bytes;
+//  37  link[link_len]        } link_len <= 80, then the trailer
 //
 // Decline, 28 bytes (same size and order as the kernel's v1 Decline):
 //   8  be64 peer_id
@@ -53,8 +60,11 @@
 //  21  reserved[3]
 //  24  trailer
 //
+// Proposal and Decline have the same body for SMC-D and SMC-R.
+//
 // A message longer than its type's size is accepted (a later version may
-// append fields before the trailer); the extra bytes are ignored.
+// append fields before the trailer); the extra bytes (after the link blob, for
+// SMC-R) are ignored.
 #include "wire/clc.h"
 
 #include <cstring>
@@ -66,6 +76,8 @@ constexpr size_t kProposalSize = 40;
 constexpr size_t kAcceptSize = 52;
 constexpr size_t kConfirmSize = 40;
 constexpr size_t kDeclineSize = 28;
+constexpr size_t kAcceptLinkOffset = kAcceptSize - kClcTrailerSize;
+constexpr size_t kConfirmLinkOffset = kConfirmSize - kClcTrailerSize;
 
 constexpr size_t kTypeOffset = 4;
 constexpr size_t kLengthOffset = 5;
@@ -115,6 +127,40 @@ bool IsEyecatcher(const uint8_t* p) {
   return StartsLikeEyecatcher(p, kEyecatcherSize);
 }
 
+bool IsSmcrEyecatcher(const uint8_t* p) {
+  return std::memcmp(p, kEyecatcherSmcr.data(), kEyecatcherSize) == 0;
+}
+
+const uint8_t* EyecatcherFor(bool smcr) {
+  return smcr ? kEyecatcherSmcr.data() : kEyecatcherSmcd.data();
+}
+
+// Bytes the SMC-R link blob section (u8 length + blob) adds to a body.
+size_t LinkSectionSize(bool smcr, uint8_t link_len) {
+  return smcr ? 1 + size_t{link_len} : 0;
+}
+
+void PutLink(uint8_t* p, uint8_t link_len,
+             const std::array<uint8_t, kClcLinkBlobMax>& link) {
+  p[0] = link_len;
+  std::memcpy(p + 1, link.data(), link_len);
+}
+
+// Reads the link blob section at `offset` of `msg`; false unless the length
+// byte and the whole blob lie before the trailer and the blob fits `link`.
+// Zeroes the unused tail of `link` so decoded messages compare equal.
+bool GetLink(std::span<const uint8_t> msg, size_t offset, uint8_t* link_len,
+             std::array<uint8_t, kClcLinkBlobMax>* link) {
+  const size_t body_end = msg.size() - kClcTrailerSize;
+  if (offset >= body_end) return false;
+  const uint8_t n = msg[offset];
+  if (n > kClcLinkBlobMax || body_end - offset - 1 < n) return false;
+  link->fill(0);
+  std::memcpy(link->data(), msg.data() + offset + 1, n);
+  *link_len = n;
+  return true;
+}
+
 // Minimum length of a message of `type`, or 0 for an unknown type.
 size_t MinLength(uint8_t type) {
   switch (static_cast<ClcType>(type)) {
@@ -139,18 +185,17 @@ bool IsValidSizeCode(uint8_t code) { return code <= kMaxSizeCode; }
 // Writes header and trailer of a `size`-byte message and zeroes the body.
 // Returns the start of the message, or nullptr if `out` is too small.
 uint8_t* BeginMessage(std::span<uint8_t> out, ClcType type, size_t size,
-                      bool first_contact) {
+                      bool first_contact, bool smcr) {
   if (out.size() < size) return nullptr;
   uint8_t* p = out.data();
   std::memset(p, 0, size);
-  std::memcpy(p, kEyecatcherSmcd.data(), kEyecatcherSize);
+  std::memcpy(p, EyecatcherFor(smcr), kEyecatcherSize);
   p[kTypeOffset] = static_cast<uint8_t>(type);
   PutBe16(p + kLengthOffset, static_cast<uint16_t>(size));
   const uint8_t typev2 = kTypeSmcd | (first_contact ? kFirstContactBit : 0);
   p[kVersionOffset] =
       static_cast<uint8_t>((kClcVersion << 4) | (typev2 << 2) | kTypeSmcd);
-  std::memcpy(p + size - kClcTrailerSize, kEyecatcherSmcd.data(),
-              kEyecatcherSize);
+  std::memcpy(p + size - kClcTrailerSize, EyecatcherFor(smcr), kEyecatcherSize);
   return p;
 }
 
@@ -214,6 +259,7 @@ ParseStatus ParseHeader(std::span<const uint8_t> bytes, ClcHeader* out) {
   out->length = length;
   out->version = static_cast<uint8_t>(version_byte >> 4);
   out->first_contact = ((version_byte >> 2) & kFirstContactBit) != 0;
+  out->smcr = IsSmcrEyecatcher(p);
   return ParseStatus::kOk;
 }
 
@@ -229,7 +275,8 @@ uint32_t DecompressRingSize(uint8_t code) {
 }
 
 size_t Encode(const Proposal& m, std::span<uint8_t> out) {
-  uint8_t* p = BeginMessage(out, ClcType::kProposal, kProposalSize, false);
+  uint8_t* p =
+      BeginMessage(out, ClcType::kProposal, kProposalSize, false, m.smcr);
   if (p == nullptr) return 0;
   PutBe64(p + 8, m.peer_id);
   PutBe32(p + 16, m.pid);
@@ -241,8 +288,10 @@ size_t Encode(const Proposal& m, std::span<uint8_t> out) {
 }
 
 size_t Encode(const Accept& m, std::span<uint8_t> out) {
+  if (m.smcr && m.link_len > kClcLinkBlobMax) return 0;
+  const size_t size = kAcceptSize + LinkSectionSize(m.smcr, m.link_len);
   uint8_t* p =
-      BeginMessage(out, ClcType::kAccept, kAcceptSize, m.first_contact);
+      BeginMessage(out, ClcType::kAccept, size, m.first_contact, m.smcr);
   if (p == nullptr) return 0;
   PutBe64(p + 8, m.peer_id);
   PutBe32(p + 16, m.server_pid);
@@ -252,23 +301,27 @@ size_t Encode(const Accept& m, std::span<uint8_t> out) {
   p[33] = m.s2c_size_code;
   PutBe64(p + 36, m.link_nonce);
   PutBe32(p + 44, m.conn_token);
-  return kAcceptSize;
+  if (m.smcr) PutLink(p + kAcceptLinkOffset, m.link_len, m.link);
+  return size;
 }
 
 size_t Encode(const Confirm& m, std::span<uint8_t> out) {
-  uint8_t* p = BeginMessage(out, ClcType::kConfirm, kConfirmSize, false);
+  if (m.smcr && m.link_len > kClcLinkBlobMax) return 0;
+  const size_t size = kConfirmSize + LinkSectionSize(m.smcr, m.link_len);
+  uint8_t* p = BeginMessage(out, ClcType::kConfirm, size, false, m.smcr);
   if (p == nullptr) return 0;
   PutBe64(p + 8, m.peer_id);
   PutBe32(p + 16, m.segment_id);
   PutBe32(p + 20, m.slot);
   PutBe64(p + 24, m.link_nonce);
   PutBe32(p + 32, m.conn_token);
-  return kConfirmSize;
+  if (m.smcr) PutLink(p + kConfirmLinkOffset, m.link_len, m.link);
+  return size;
 }
 
 size_t Encode(const Decline& m, std::span<uint8_t> out) {
   uint8_t* p =
-      BeginMessage(out, ClcType::kDecline, kDeclineSize, m.out_of_sync);
+      BeginMessage(out, ClcType::kDecline, kDeclineSize, m.out_of_sync, false);
   if (p == nullptr) return 0;
   PutBe64(p + 8, m.peer_id);
   PutBe32(p + 16, m.diagnosis);
@@ -288,6 +341,7 @@ ParseStatus Decode(std::span<const uint8_t> msg, Proposal* out) {
   m.chid = GetBe16(p + 32);
   m.rx_size_code = p[34];
   m.tx_size_code = p[35];
+  m.smcr = hdr.smcr;
   if (m.pid == 0 || !IsValidSizeCode(m.rx_size_code) ||
       !IsValidSizeCode(m.tx_size_code)) {
     return ParseStatus::kMalformed;
@@ -311,8 +365,12 @@ ParseStatus Decode(std::span<const uint8_t> msg, Accept* out) {
   m.link_nonce = GetBe64(p + 36);
   m.conn_token = GetBe32(p + 44);
   m.first_contact = hdr.first_contact;
+  m.smcr = hdr.smcr;
   if (m.server_pid == 0 || !IsValidSizeCode(m.c2s_size_code) ||
       !IsValidSizeCode(m.s2c_size_code)) {
+    return ParseStatus::kMalformed;
+  }
+  if (m.smcr && !GetLink(msg, kAcceptLinkOffset, &m.link_len, &m.link)) {
     return ParseStatus::kMalformed;
   }
   *out = m;
@@ -330,6 +388,10 @@ ParseStatus Decode(std::span<const uint8_t> msg, Confirm* out) {
   m.slot = GetBe32(p + 20);
   m.link_nonce = GetBe64(p + 24);
   m.conn_token = GetBe32(p + 32);
+  m.smcr = hdr.smcr;
+  if (m.smcr && !GetLink(msg, kConfirmLinkOffset, &m.link_len, &m.link)) {
+    return ParseStatus::kMalformed;
+  }
   *out = m;
   return ParseStatus::kOk;
 }

@@ -2,10 +2,14 @@
 //
 // Every message is: an 8-byte header {eyecatcher[4], type, be16 length, version
 // byte}, a body, and a 4-byte trailer eyecatcher; `length` counts all of it.
-// usmc sends the SMC-D eyecatcher (E2 D4 C3 C4, "SMCD" in EBCDIC) and accepts
-// SMC-D or SMC-R on receive. The bodies follow the kernel's SMC-D v1 layouts
-// where a field has a kernel counterpart and add the same-host link fields usmc
-// needs.
+// usmc sends the SMC-D eyecatcher (E2 D4 C3 C4, "SMCD" in EBCDIC) for the
+// same-host path and the SMC-R eyecatcher (E2 D4 C3 D9, "SMCR") for the
+// cross-host (RDMA) path, and accepts either on receive; the header eyecatcher
+// is what sets `smcr` in a decoded message. The bodies follow the kernel's
+// SMC-D v1 layouts where a field has a kernel counterpart and add the link
+// fields usmc needs. An SMC-R Accept or Confirm also carries an opaque link
+// address blob: the sender's fabric LinkAddress, which the engine serializes
+// and parses; the wire layer only frames it.
 //
 // Invariant: decoding never reads outside the given span and never trusts
 // `length`; every message that decodes passes the checks its type needs. A
@@ -29,6 +33,7 @@ inline constexpr size_t kClcHeaderSize = 8;
 inline constexpr size_t kClcTrailerSize = 4;
 inline constexpr size_t kClcMaxSize = 512;  // usmc never sends or accepts more
 inline constexpr uint8_t kClcVersion = 2;   // version nibble usmc speaks
+inline constexpr size_t kClcLinkBlobMax = 80;  // SMC-R link address blob
 
 enum class ClcType : uint8_t {
   kProposal = 1,
@@ -52,6 +57,7 @@ struct ClcHeader {
   uint16_t length = 0;         // whole message including header and trailer
   uint8_t version = 0;         // high nibble of byte 7
   bool first_contact = false;  // typev2 bit 1 (in a Decline: "out of sync")
+  bool smcr = false;           // the eyecatcher is the SMC-R one
 };
 
 // Parses the 8-byte header at the start of `bytes` (a peek of the stream).
@@ -77,6 +83,7 @@ struct Proposal {
   uint8_t rx_size_code = 0;  // ring size the client wants to receive into
   uint8_t tx_size_code = 0;  // ring size the client wants to send from
   uint16_t chid = 0xFFFF;    // ISM CHID; 0xFFFF = loopback
+  bool smcr = false;         // sent/received with the SMC-R eyecatcher
 
   friend bool operator==(const Proposal&, const Proposal&) = default;
 };
@@ -94,6 +101,9 @@ struct Accept {
   uint8_t c2s_size_code = 0;   // ring the client writes
   uint8_t s2c_size_code = 0;   // ring the server writes
   bool first_contact = false;  // this Accept created the link
+  bool smcr = false;           // SMC-R eyecatcher; only then the blob travels
+  uint8_t link_len = 0;        // bytes of `link` in use (<= kClcLinkBlobMax)
+  std::array<uint8_t, kClcLinkBlobMax> link{};  // opaque; zero past link_len
 
   friend bool operator==(const Accept&, const Accept&) = default;
 };
@@ -106,6 +116,9 @@ struct Confirm {
   uint32_t segment_id = 0;
   uint32_t slot = 0;
   uint32_t conn_token = 0;
+  bool smcr = false;     // SMC-R eyecatcher; only then the blob travels
+  uint8_t link_len = 0;  // bytes of `link` in use (<= kClcLinkBlobMax)
+  std::array<uint8_t, kClcLinkBlobMax> link{};  // opaque; zero past link_len
 
   friend bool operator==(const Confirm&, const Confirm&) = default;
 };
@@ -120,7 +133,10 @@ struct Decline {
 };
 
 // Encoders write one whole message into `out` and return its length, or 0 if
-// `out` is too small.
+// `out` is too small or an smcr Accept/Confirm has link_len > kClcLinkBlobMax.
+// An smcr message uses the SMC-R eyecatcher in header and trailer; an smcr
+// Accept or Confirm appends u8 link_len and link_len bytes of `link` to its
+// body.
 size_t Encode(const Proposal& m, std::span<uint8_t> out);
 size_t Encode(const Accept& m, std::span<uint8_t> out);
 size_t Encode(const Confirm& m, std::span<uint8_t> out);
@@ -134,6 +150,9 @@ size_t Encode(const Decline& m, std::span<uint8_t> out);
 // `length`, bad trailer), then kUnsupportedVersion for a version nibble other
 // than 1..kClcVersion, then kMalformed for bad fields. `*out` is written only
 // on kOk. Bytes beyond the type's fields (before the trailer) are ignored.
+// `smcr` is set from the header eyecatcher (either trailer is accepted); an
+// smcr Accept or Confirm whose body lacks the length byte or the link_len bytes
+// it announces, or announces more than kClcLinkBlobMax, is kMalformed.
 ParseStatus Decode(std::span<const uint8_t> msg, Proposal* out);
 ParseStatus Decode(std::span<const uint8_t> msg, Accept* out);
 ParseStatus Decode(std::span<const uint8_t> msg, Confirm* out);

@@ -1,6 +1,7 @@
 // libFuzzer target for the CLC codec: every input goes through ParseHeader and
-// the decoder of every type; whatever decodes must re-encode to a message that
-// decodes to the same value and encodes to the same bytes.
+// the decoder of every type, whichever eyecatcher (SMC-D or SMC-R) it carries;
+// whatever decodes must agree with the header on `smcr`, and re-encode to a
+// message that decodes to the same value and encodes to the same bytes.
 #include <array>
 #include <cstdint>
 #include <cstdlib>
@@ -28,6 +29,10 @@ void CheckDecode(std::span<const uint8_t> in, ParseStatus header_status,
   if (header_status == ParseStatus::kNotClc) Require(s == ParseStatus::kNotClc);
   if (s != ParseStatus::kOk) return;
   Require(header_status == ParseStatus::kOk && hdr.length == in.size());
+  if constexpr (requires { m.smcr; }) Require(m.smcr == hdr.smcr);
+  if constexpr (requires { m.link_len; }) {
+    Require(m.link_len <= usmc::wire::kClcLinkBlobMax);
+  }
 
   std::array<uint8_t, usmc::wire::kClcMaxSize> first;
   const size_t n = usmc::wire::Encode(m, first);

@@ -62,6 +62,11 @@ bool Accel(const RuleSet& s, Role role, const Addr& a,
   return s.ShouldAccelerate(role, a.sa(), a.len, matched);
 }
 
+Decision Decide(const RuleSet& s, Role role, const Addr& a,
+                std::string* rule = nullptr) {
+  return s.Decide(role, a.sa(), a.len, rule);
+}
+
 std::string AddrString(const in6_addr& a) {
   char buf[INET6_ADDRSTRLEN];
   inet_ntop(AF_INET6, &a, buf, sizeof buf);
@@ -81,6 +86,33 @@ TEST(RulesParse, ActionsAndRoles) {
   r = One("tcp any *");
   EXPECT_TRUE(r.match_server);
   EXPECT_TRUE(r.match_client);
+}
+
+TEST(RulesParse, RemoteAction) {
+  Rule r = One("remote any 10.77.0.0/16");
+  EXPECT_TRUE(r.accelerate);
+  EXPECT_TRUE(r.remote);
+  EXPECT_TRUE(r.match_server && r.match_client);
+  EXPECT_EQ(AddrString(r.addr), "::ffff:10.77.0.0");
+  EXPECT_EQ(r.prefix_len, 96 + 16);
+  EXPECT_EQ(r.text, "remote any 10.77.0.0/16");
+  r = One("remote client [fd00::/8]:7000-7010");
+  EXPECT_TRUE(r.remote);
+  EXPECT_FALSE(r.match_server);
+  EXPECT_EQ(r.port_lo, 7000);
+  EXPECT_FALSE(One("accelerate any *").remote);
+  EXPECT_FALSE(One("tcp any *").remote);
+  const RuleSet d = RuleSet::Default();
+  for (const Rule& rule : d.rules()) EXPECT_FALSE(rule.remote);
+}
+
+TEST(RulesParse, RemoteErrors) {
+  EXPECT_EQ(ParseError("remote any 10.77.0.0/16\nremot any 10.77.0.0/16"),
+            "line 2: unknown action 'remot': 'remot any 10.77.0.0/16'");
+  EXPECT_EQ(ParseError("REMOTE any *"),
+            "line 1: unknown action 'REMOTE': 'REMOTE any *'");
+  EXPECT_EQ(ParseError("tcp any *:1\n\nremote"),
+            "line 3: missing role (server, client or any): 'remote'");
 }
 
 TEST(RulesParse, WildcardEndpoints) {
@@ -370,6 +402,93 @@ TEST(RulesMatch, NonIpAndShortAddresses) {
   EXPECT_FALSE(s.ShouldAccelerate(Role::kClient, nullptr, 0));
   EXPECT_TRUE(
       s.ShouldAccelerate(Role::kClient, a.sa(), a.len));  // no `matched`
+}
+
+TEST(RulesDecide, RemoteForClientAndServer) {
+  RuleSet s = MustParse(
+      "remote server *:7000\n"
+      "remote client 10.77.0.0/16:*\n"
+      "accelerate any *:8000\n"
+      "tcp any *");
+  std::string m;
+  EXPECT_EQ(Decide(s, Role::kServer, V4("0.0.0.0", 7000), &m),
+            Decision::kRemote);
+  EXPECT_EQ(m, "remote server *:7000");
+  EXPECT_EQ(Decide(s, Role::kClient, V4("10.77.3.4", 7000), &m),
+            Decision::kRemote);
+  EXPECT_EQ(m, "remote client 10.77.0.0/16:*");
+  // Each rule is bound to its role.
+  EXPECT_EQ(Decide(s, Role::kServer, V4("10.77.3.4", 7001), &m),
+            Decision::kTcp);
+  EXPECT_EQ(m, "tcp any *");
+  EXPECT_EQ(Decide(s, Role::kClient, V4("10.78.3.4", 7000), &m),
+            Decision::kTcp);
+  EXPECT_EQ(Decide(s, Role::kClient, V4("10.78.3.4", 8000), &m),
+            Decision::kAccelerate);
+  EXPECT_EQ(m, "accelerate any *:8000");
+  // Remote still means accelerate for callers that only ask that.
+  EXPECT_TRUE(Accel(s, Role::kServer, V4("0.0.0.0", 7000), &m));
+  EXPECT_EQ(m, "remote server *:7000");
+  EXPECT_TRUE(Accel(s, Role::kClient, V4("10.77.3.4", 1)));
+}
+
+TEST(RulesDecide, FirstMatchWinsOverRemote) {
+  RuleSet s = MustParse(
+      "tcp client 10.77.0.9:*; remote any 10.77.0.0/16; accelerate any *");
+  std::string m;
+  EXPECT_EQ(Decide(s, Role::kClient, V4("10.77.0.9", 80), &m), Decision::kTcp);
+  EXPECT_EQ(m, "tcp client 10.77.0.9:*");
+  EXPECT_FALSE(Accel(s, Role::kClient, V4("10.77.0.9", 80)));
+  // The tcp rule is client-only, so a server bound there is remote.
+  EXPECT_EQ(Decide(s, Role::kServer, V4("10.77.0.9", 80), &m),
+            Decision::kRemote);
+  EXPECT_EQ(m, "remote any 10.77.0.0/16");
+  EXPECT_EQ(Decide(s, Role::kClient, V4("10.77.0.10", 80)), Decision::kRemote);
+  EXPECT_EQ(Decide(s, Role::kClient, V4("10.76.0.10", 80), &m),
+            Decision::kAccelerate);
+  EXPECT_EQ(m, "accelerate any *");
+  // A broad accelerate rule first shadows the remote rule.
+  RuleSet shadowed = MustParse("accelerate any *; remote any 10.77.0.0/16");
+  EXPECT_EQ(Decide(shadowed, Role::kClient, V4("10.77.0.10", 80)),
+            Decision::kAccelerate);
+}
+
+TEST(RulesDecide, RemoteMatchesV4Mapped) {
+  RuleSet s = MustParse("remote client 10.77.0.0/16:*; remote server [::1]");
+  std::string m;
+  EXPECT_EQ(Decide(s, Role::kClient, V6("::ffff:10.77.1.2", 443), &m),
+            Decision::kRemote);
+  EXPECT_EQ(m, "remote client 10.77.0.0/16:*");
+  EXPECT_EQ(Decide(s, Role::kClient, V6("::10.77.1.2", 443), &m),
+            Decision::kAccelerate);  // not mapped: falls to the default
+  EXPECT_EQ(m, "default");
+  EXPECT_EQ(Decide(s, Role::kServer, V6("::1", 9)), Decision::kRemote);
+  RuleSet mapped = MustParse("remote any [::ffff:10.77.0.0/112]");
+  EXPECT_EQ(Decide(mapped, Role::kServer, V4("10.77.200.1", 80)),
+            Decision::kRemote);
+}
+
+TEST(RulesDecide, DefaultsAndNonIp) {
+  RuleSet none;
+  std::string m;
+  EXPECT_EQ(Decide(none, Role::kClient, V4("10.77.0.1", 80), &m),
+            Decision::kAccelerate);
+  EXPECT_EQ(m, "default");
+  EXPECT_EQ(Decide(none, Role::kClient, V4("10.77.0.1", 53), &m),
+            Decision::kTcp);
+  EXPECT_EQ(Decide(RuleSet::Default(), Role::kServer, V6("::1", 80)),
+            Decision::kAccelerate);
+  RuleSet s = MustParse("remote any *");
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  EXPECT_EQ(
+      s.Decide(Role::kClient, reinterpret_cast<sockaddr*>(&un), sizeof un, &m),
+      Decision::kTcp);
+  EXPECT_EQ(m, "not an IP address");
+  EXPECT_EQ(s.Decide(Role::kClient, nullptr, 0), Decision::kTcp);
+  Addr a = V4("127.0.0.1", 80);
+  EXPECT_EQ(s.Decide(Role::kClient, a.sa(), a.len - 1), Decision::kTcp);
+  EXPECT_EQ(s.Decide(Role::kClient, a.sa(), a.len), Decision::kRemote);
 }
 
 class RulesEnv : public ::testing::Test {
