@@ -123,13 +123,19 @@ DESCRIPTION
     one line each:
         State  UID  PID/Program  Local Address  Peer Address  Mode
     Mode is SHM for a connection whose data moves through shared memory,
-    or TCP and the fallback reason for one that stays plain TCP: the CLC
-    decline code's name as smcss shows it (PEERNOSMC, ...) or a usmc
-    reason (RULE: a rule said tcp; NOLISTENER: no accelerated listener at
-    the destination; SERVERFIRST, CLCTIMEOUT, ...). PEERDECL/NAME means the
-    peer declined with diagnosis NAME. State is ACTIVE, LISTEN,
-    PEERCLOSEWAIT (we shut down writing), APPCLOSEWAIT (the peer is done,
-    the program has not closed), CLOSED or PEERABORT.
+    RDMA for one to another host whose data moves by RDMA over a link
+    group (SMC-R), or TCP and the fallback reason for one that stays plain
+    TCP: the CLC decline code's name as smcss shows it (PEERNOSMC, ...) or
+    a usmc reason (RULE: a rule said tcp; NOLISTENER: no accelerated
+    listener at the destination; SERVERFIRST, CLCTIMEOUT, ...).
+    PEERDECL/NAME means the peer declined with diagnosis NAME. State is
+    ACTIVE, LISTEN, PEERCLOSEWAIT (we shut down writing), APPCLOSEWAIT
+    (the peer is done, the program has not closed), CLOSED or PEERABORT.
+
+    When an RDMA connection is listed (and always with -d), two columns
+    follow Mode: LGR, the id of the connection's link group in hex
+    (0x1a2b), and Links, the links of that group active now; both are "-"
+    for the other sockets.
 
     Each process under usmc keeps its records in a memfd named usmc-arena
     (shared with its forks), which usmc ss reads through /proc/PID/fd: you
@@ -147,14 +153,15 @@ OPTIONS
         Only the accelerated listeners.
 
     -d, --details
-        Add the ring details: role, fd, ring size, our producer cursor
-        (txprod) and the peer's consumer cursor as last validated (txcons),
-        the peer's producer cursor as last validated (rxprod) and our
-        consumer cursor (rxcons), all as wrap:count in hex like smcss;
-        bytes in flight (txprod - txcons) and unread (rxprod - rxcons) as
-        of those cursors, bytes sent and received, and the flags (SHUT_RD,
-        SHUT_WR, PEER_FIN, PEER_RESET, BROKEN, NONBLOCK). Fallback reasons
-        show their code: TCP 0x03010000/PEERNOSMC.
+        Add the LGR and Links columns and the ring details: role, fd,
+        ring size, our producer cursor (txprod) and the peer's consumer
+        cursor as last validated (txcons), the peer's producer cursor as
+        last validated (rxprod) and our consumer cursor (rxcons), all as
+        wrap:count in hex like smcss; bytes in flight (txprod - txcons)
+        and unread (rxprod - rxcons) as of those cursors, bytes sent and
+        received, and the flags (SHUT_RD, SHUT_WR, PEER_FIN, PEER_RESET,
+        BROKEN, NONBLOCK). Fallback reasons show their code:
+        TCP 0x03010000/PEERNOSMC.
 
     --json
         Print a JSON array, one object per socket, with these keys:
@@ -162,13 +169,16 @@ OPTIONS
         fd, inode, role ("client"|"server"), mode ("SHM"|"TCP"|"RDMA"),
         listening (bool), reason, reason_code ("0x..."), reason_origin
         ("local"|"peer") - the three are null unless mode is TCP -,
-        local, local_addr, local_port, peer, peer_addr, peer_port,
+        lgr (link group id, hex string "0x1a2b") and links (active links
+        of the group, int) - both null unless mode is RDMA -, local,
+        local_addr, local_port, peer, peer_addr, peer_port,
         ring_bytes, bytes_out, bytes_in, send_calls, recv_calls,
         ring_full_local, ring_full_peer, tx_prod, tx_peer_cons,
         rx_peer_prod, rx_cons (cursor strings "wrap:count"), tx_inflight,
         rx_unread, flags (array of names), created_ns (CLOCK_REALTIME).
-        Byte and call counts are those of accelerated connections; a
-        fallback's data goes through the kernel and is not counted.
+        Byte and call counts are those of accelerated connections (SHM
+        and RDMA); a fallback's data goes through the kernel and is not
+        counted.
 
     --pid PID
         Only the sockets of the processes sharing PID's arena (PID and its
@@ -205,9 +215,10 @@ DESCRIPTION
     Shows the counters of the processes running under usmc, like
     "smcd stats" does for kernel SMC, for the host (the sum) and per
     process (a process and its forks share one set):
-      connections accelerated (SHM) and fallen back to TCP, client and
+      connections accelerated through shared memory (SHM) or, to
+      another host, by RDMA (SMC-R), and fallen back to TCP, client and
       server side; handshake errors (connections reset during the CLC
-      handshake); listeners; connections open now;
+      handshake); listeners; connections open now (SHM/RDMA/TCP/listen);
       bytes and calls sent and received, average requests (send and
       receive calls) per accelerated connection;
       ring full: local - a send found the ring to the peer full; peer - a
@@ -216,6 +227,9 @@ DESCRIPTION
       waits that were answered while spinning (no sleep);
       rings allocated by size and in use by size, segments created, slots
       reused;
+      links (RDMA): link groups created, links that became active, link
+      failures (an active link declared dead) and failovers (a dead
+      link's connections moved to a surviving link of the group);
       fallbacks by reason, decided locally or declined by the peer.
 
     show (the default) prints them. reset stores the current values in
@@ -236,11 +250,13 @@ OPTIONS
         handshake_errors_server, listeners, bytes_out, bytes_in,
         send_calls, recv_calls, ring_full_local, ring_full_peer,
         doorbells_sent, doorbells_received, sleeps, spin_wakeups,
-        segments_created, slots_reused, conns_shm, conns_tcp, conns_total,
-        handshake_errors, avg_requests_per_conn, open_shm, open_tcp,
-        open_listeners, counters_compiled, rings_allocated and rings_in_use
-        (ring bytes -> count), fallback_reasons (NAME -> code, local,
-        peer). With reset: {"reset": N, "failed": M}.
+        segments_created, slots_reused, conns_rdma_client,
+        conns_rdma_server, link_groups, links_added, link_failures,
+        failovers, conns_shm, conns_rdma, conns_tcp, conns_total,
+        handshake_errors, avg_requests_per_conn, open_shm, open_rdma,
+        open_tcp, open_listeners, counters_compiled, rings_allocated and
+        rings_in_use (ring bytes -> count), fallback_reasons (NAME ->
+        code, local, peer). With reset: {"reset": N, "failed": M}.
 
     --watch [SECONDS]
         Redraw the report in place every SECONDS (default 1) until

@@ -130,9 +130,26 @@ std::string Join(const std::vector<std::string>& v, const char* sep) {
   return out;
 }
 
+// The LGR and Links columns: with -d, and whenever an RDMA connection is
+// listed.
+bool ShowLinks(const std::vector<Row>& rows, const SsOptions& o) {
+  if (o.details) return true;
+  return std::any_of(rows.begin(), rows.end(), [](const Row& row) {
+    return row.rec->mode == stats::kModeRdma;
+  });
+}
+
+void AddLinks(const ConnRecord& r, std::vector<std::string>* cells) {
+  bool rdma = r.mode == stats::kModeRdma;
+  cells->push_back(rdma ? stats::FormatLinkGroup(r.lgr) : "-");
+  cells->push_back(rdma ? std::to_string(r.links) : "-");
+}
+
 void AddDetails(const ConnRecord& r, std::vector<std::string>* cells) {
-  bool shm = r.mode == stats::kModeShm;
-  auto dash = [&](const std::string& v) { return shm ? v : std::string("-"); };
+  bool accel = stats::IsAccelerated(r.mode);
+  auto dash = [&](const std::string& v) {
+    return accel ? v : std::string("-");
+  };
   cells->push_back(stats::RoleName(r.role));
   cells->push_back(std::to_string(r.fd));
   cells->push_back(dash(std::to_string(r.ring_bytes)));
@@ -148,10 +165,13 @@ void AddDetails(const ConnRecord& r, std::vector<std::string>* cells) {
   cells->push_back(flags.empty() ? "-" : flags);
 }
 
-void PrintTable(const std::vector<Row>& rows, const SsOptions& o) {
-  Table t;
+std::vector<std::string> Header(const SsOptions& o, bool links) {
   std::vector<std::string> head = {
       "State", "UID", "PID/Program", "Local Address", "Peer Address", "Mode"};
+  if (links) {
+    head.push_back("LGR");
+    head.push_back("Links");
+  }
   if (o.details) {
     for (const char* h : {"Role", "Fd", "Ring", "txprod-Cursor",
                           "txcons-Cursor", "rxprod-Cursor", "rxcons-Cursor",
@@ -159,7 +179,13 @@ void PrintTable(const std::vector<Row>& rows, const SsOptions& o) {
       head.push_back(h);
     }
   }
-  t.AddRow(head);
+  return head;
+}
+
+void PrintTable(const std::vector<Row>& rows, const SsOptions& o) {
+  bool links = ShowLinks(rows, o);
+  Table t;
+  t.AddRow(Header(o, links));
   for (const Row& row : rows) {
     const ConnRecord& r = *row.rec;
     bool listener = r.mode == stats::kModeListen;
@@ -170,6 +196,7 @@ void PrintTable(const std::vector<Row>& rows, const SsOptions& o) {
         stats::FormatEndpoint(r.local),
         listener ? "*:*" : stats::FormatEndpoint(r.peer),
         stats::FormatMode(r, o.details)};
+    if (links) AddLinks(r, &cells);
     if (o.details) AddDetails(r, &cells);
     t.AddRow(cells);
   }
@@ -182,10 +209,20 @@ void EndpointJson(stats::Json& j, const char* key, const stats::Endpoint& e) {
   j.Key(std::string(key) + "_port").Num(e.port);
 }
 
+void ReasonJson(stats::Json& j, const ConnRecord& r) {
+  if (r.mode != stats::kModeTcp) {
+    j.Key("reason").Null().Key("reason_code").Null();
+    j.Key("reason_origin").Null();
+    return;
+  }
+  j.Key("reason").Str(stats::ReasonName(r.reason));
+  j.Key("reason_code").Str(stats::ReasonHex(r.reason));
+  j.Key("reason_origin").Str(r.origin == stats::kOriginPeer ? "peer" : "local");
+}
+
 void RecordJson(stats::Json& j, const Row& row) {
   const ConnRecord& r = *row.rec;
-  bool shm = r.mode == stats::kModeShm;
-  bool tcp = r.mode == stats::kModeTcp;
+  bool accel = stats::IsAccelerated(r.mode);
   j.BeginObject();
   j.Key("state").Str(stats::StateName(r));
   j.Key("uid").Num(row.arena->uid);
@@ -200,22 +237,11 @@ void RecordJson(stats::Json& j, const Row& row) {
   j.Key("mode").Str(
       stats::ModeName(r.mode == stats::kModeListen ? stats::kModeShm : r.mode));
   j.Key("listening").Bool(r.mode == stats::kModeListen);
-  if (tcp) {
-    j.Key("reason").Str(stats::ReasonName(r.reason));
-    j.Key("reason_code").Str(stats::ReasonHex(r.reason));
-    j.Key("reason_origin")
-        .Str(r.origin == stats::kOriginPeer ? "peer" : "local");
-  } else {
-    j.Key("reason")
-        .Null()
-        .Key("reason_code")
-        .Null()
-        .Key("reason_origin")
-        .Null();
-  }
+  ReasonJson(j, r);
+  stats::LinkGroupJson(j, r);
   EndpointJson(j, "local", r.local);
   EndpointJson(j, "peer", r.peer);
-  j.Key("ring_bytes").Num(shm ? r.ring_bytes : 0);
+  j.Key("ring_bytes").Num(accel ? r.ring_bytes : 0);
   j.Key("bytes_out").Num(r.bytes_out).Key("bytes_in").Num(r.bytes_in);
   j.Key("send_calls").Num(r.send_calls).Key("recv_calls").Num(r.recv_calls);
   j.Key("ring_full_local")
@@ -227,9 +253,9 @@ void RecordJson(stats::Json& j, const Row& row) {
   j.Key("rx_peer_prod").Str(stats::FormatCursor(r.rx_peer_prod));
   j.Key("rx_cons").Str(stats::FormatCursor(r.rx_cons));
   j.Key("tx_inflight")
-      .Num(shm ? InFlight(r) : 0)
+      .Num(accel ? InFlight(r) : 0)
       .Key("rx_unread")
-      .Num(shm ? Unread(r) : 0);
+      .Num(accel ? Unread(r) : 0);
   j.Key("flags").BeginArray();
   for (const auto& f : stats::FlagNames(r.flags)) j.Str(f);
   j.EndArray();

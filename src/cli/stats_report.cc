@@ -56,40 +56,75 @@ std::map<uint32_t, uint64_t> Allocated(const Summary& s) {
   return m;
 }
 
-std::string CountersText(const Summary& s) {
+void AddConnectionRows(const Summary& s, Table* t) {
+  using namespace stats;  // NOLINT: counter names
+  const auto& c = s.c;
+  t->AddRow({"Connections", "total", "client", "server"});
+  t->AddRow({"  accelerated (SHM)", N(s.conns_shm()), N(c[kConnShmClient]),
+             N(c[kConnShmServer])});
+  t->AddRow({"  accelerated (RDMA)", N(s.conns_rdma()), N(c[kConnRdmaClient]),
+             N(c[kConnRdmaServer])});
+  t->AddRow({"  fallback (TCP)", N(s.conns_tcp()), N(c[kConnTcpClient]),
+             N(c[kConnTcpServer])});
+  t->AddRow({"  handshake errors",
+             N(c[kHandshakeErrClient] + c[kHandshakeErrServer]),
+             N(c[kHandshakeErrClient]), N(c[kHandshakeErrServer])});
+  t->AddRow({"  listeners", N(c[kListeners])});
+  t->AddRow({"  open now (SHM/RDMA/TCP/listen)",
+             N(s.live_shm) + "/" + N(s.live_rdma) + "/" + N(s.live_tcp) + "/" +
+                 N(s.live_listeners)});
+}
+
+void AddDataPathRows(const Summary& s, Table* t) {
   using namespace stats;  // NOLINT: counter names
   const auto& c = s.c;
   bool on = s.counters_compiled;
   auto opt = [&](uint64_t v) { return on ? N(v) : std::string("n/a"); };
-  Table t({false, true, true, true});
-  t.AddRow({"Connections", "total", "client", "server"});
-  t.AddRow({"  accelerated (SHM)", N(s.conns_shm()), N(c[kConnShmClient]),
-            N(c[kConnShmServer])});
-  t.AddRow({"  fallback (TCP)", N(s.conns_tcp()), N(c[kConnTcpClient]),
-            N(c[kConnTcpServer])});
-  t.AddRow({"  handshake errors",
-            N(c[kHandshakeErrClient] + c[kHandshakeErrServer]),
-            N(c[kHandshakeErrClient]), N(c[kHandshakeErrServer])});
-  t.AddRow({"  listeners", N(c[kListeners])});
-  t.AddRow({"  open now (SHM/TCP/listen)",
-            N(s.live_shm) + "/" + N(s.live_tcp) + "/" + N(s.live_listeners)});
-  t.AddRow({"Data", "sent", "received"});
-  t.AddRow({"  bytes", N(c[kBytesOut]), N(c[kBytesIn])});
-  t.AddRow({"  calls", opt(c[kSendCalls]), opt(c[kRecvCalls])});
-  t.AddRow(
+  t->AddRow({"Data", "sent", "received"});
+  t->AddRow({"  bytes", N(c[kBytesOut]), N(c[kBytesIn])});
+  t->AddRow({"  calls", opt(c[kSendCalls]), opt(c[kRecvCalls])});
+  t->AddRow(
       {"  avg requests per conn", on ? Real(s.AvgRequestsPerConn()) : "n/a"});
-  t.AddRow({"Ring full", "local", "peer"});
-  t.AddRow({"  events", opt(c[kRingFullLocal]), opt(c[kRingFullPeer])});
-  t.AddRow({"Wake-ups", "sent", "received"});
-  t.AddRow({"  doorbells", opt(c[kDoorbellsSent]), opt(c[kDoorbellsReceived])});
-  t.AddRow({"  sleeps", opt(c[kSleeps])});
-  t.AddRow({"  spin wake-ups", opt(c[kSpinWakeups])});
-  t.AddRow({"Rings"});
-  t.AddRow({"  allocated by size", Sizes(Allocated(s))});
-  t.AddRow({"  in use by size", Sizes(s.rings_in_use)});
-  t.AddRow({"  segments created", N(c[kSegmentsCreated])});
-  t.AddRow({"  slots reused", N(c[kSlotsReused])});
-  std::string out = t.Render("  ");
+  t->AddRow({"Ring full", "local", "peer"});
+  t->AddRow({"  events", opt(c[kRingFullLocal]), opt(c[kRingFullPeer])});
+  t->AddRow({"Wake-ups", "sent", "received"});
+  t->AddRow(
+      {"  doorbells", opt(c[kDoorbellsSent]), opt(c[kDoorbellsReceived])});
+  t->AddRow({"  sleeps", opt(c[kSleeps])});
+  t->AddRow({"  spin wake-ups", opt(c[kSpinWakeups])});
+}
+
+void AddRingRows(const Summary& s, Table* t) {
+  using namespace stats;  // NOLINT: counter names
+  t->AddRow({"Rings"});
+  t->AddRow({"  allocated by size", Sizes(Allocated(s))});
+  t->AddRow({"  in use by size", Sizes(s.rings_in_use)});
+  t->AddRow({"  segments created", N(s.c[kSegmentsCreated])});
+  t->AddRow({"  slots reused", N(s.c[kSlotsReused])});
+}
+
+// The cross-host link groups (SMC-R): created, links up, links lost, failovers.
+void AddLinkRows(const Summary& s, Table* t) {
+  using namespace stats;  // NOLINT: counter names
+  t->AddRow({"Links (RDMA)"});
+  t->AddRow({"  link groups", N(s.c[kLinkGroups])});
+  t->AddRow({"  links added", N(s.c[kLinksAdded])});
+  t->AddRow({"  link failures", N(s.c[kLinkFailures])});
+  t->AddRow({"  failovers", N(s.c[kFailovers])});
+}
+
+std::string CountersText(const Summary& s) {
+  Table t({false, true, true, true});
+  AddConnectionRows(s, &t);
+  AddDataPathRows(s, &t);
+  AddRingRows(s, &t);
+  AddLinkRows(s, &t);
+  return t.Render("  ");
+}
+
+std::string FallbacksText(const Summary& s) {
+  using namespace stats;  // NOLINT: counter names
+  const auto& c = s.c;
   Table r({false, true, true});
   r.AddRow({"Fallback reasons", "local", "peer"});
   bool any = false;
@@ -103,28 +138,30 @@ std::string CountersText(const Summary& s) {
          N(local), N(peer)});
     any = true;
   }
-  if (any) out += r.Render("  ");
-  return out;
+  return any ? r.Render("  ") : std::string();
 }
 
 std::string ProcessTable(const std::vector<stats::ArenaSnapshot>& arenas) {
   using namespace stats;  // NOLINT: counter names
-  Table t({true, false, true, true, true, true, true, true, true, true});
-  t.AddRow({"PID", "Program", "SHM", "TCP", "HsErr", "Open", "Sent", "Received",
-            "Calls", "RingFull"});
+  Table t({true, false, true, true, true, true, true, true, true, true, true});
+  t.AddRow({"PID", "Program", "SHM", "RDMA", "TCP", "HsErr", "Open", "Sent",
+            "Received", "Calls", "RingFull"});
   for (const ArenaSnapshot& a : arenas) {
     Summary s = Summarize(a);
     const auto& c = s.c;
     std::string pids = N(static_cast<uint64_t>(a.creator));
     if (a.pids.size() > 1 || (a.pids.size() == 1 && a.pids[0] != a.creator)) {
       pids.clear();
-      for (pid_t p : a.pids)
-        pids += (pids.empty() ? "" : ",") + N(static_cast<uint64_t>(p));
+      for (pid_t p : a.pids) {
+        if (!pids.empty()) pids += ',';
+        pids += N(static_cast<uint64_t>(p));
+      }
     }
-    t.AddRow({pids, a.program, N(s.conns_shm()), N(s.conns_tcp()),
+    t.AddRow({pids, a.program, N(s.conns_shm()), N(s.conns_rdma()),
+              N(s.conns_tcp()),
               N(c[kHandshakeErrClient] + c[kHandshakeErrServer]),
-              N(s.live_shm + s.live_tcp), N(c[kBytesOut]), N(c[kBytesIn]),
-              N(c[kSendCalls] + c[kRecvCalls]),
+              N(s.live_shm + s.live_rdma + s.live_tcp), N(c[kBytesOut]),
+              N(c[kBytesIn]), N(c[kSendCalls] + c[kRecvCalls]),
               N(c[kRingFullLocal]) + "/" + N(c[kRingFullPeer])});
   }
   return t.Render("  ");
@@ -135,12 +172,14 @@ void CountersJson(stats::Json& j, const Summary& s) {
   j.BeginObject();
   for (int i = 0; i < static_cast<int>(kScalarCounters); ++i)
     j.Key(CounterKey(static_cast<Counter>(i))).Num(s.c[i]);
-  j.Key("conns_shm").Num(s.conns_shm()).Key("conns_tcp").Num(s.conns_tcp());
-  j.Key("conns_total").Num(s.conns_shm() + s.conns_tcp());
+  j.Key("conns_shm").Num(s.conns_shm()).Key("conns_rdma").Num(s.conns_rdma());
+  j.Key("conns_tcp").Num(s.conns_tcp());
+  j.Key("conns_total").Num(s.conns_total());
   j.Key("handshake_errors")
       .Num(s.c[kHandshakeErrClient] + s.c[kHandshakeErrServer]);
   j.Key("avg_requests_per_conn").Real(s.AvgRequestsPerConn());
-  j.Key("open_shm").Num(s.live_shm).Key("open_tcp").Num(s.live_tcp);
+  j.Key("open_shm").Num(s.live_shm).Key("open_rdma").Num(s.live_rdma);
+  j.Key("open_tcp").Num(s.live_tcp);
   j.Key("open_listeners").Num(s.live_listeners);
   j.Key("counters_compiled").Bool(s.counters_compiled);
   j.Key("rings_allocated").BeginObject();
@@ -186,7 +225,7 @@ std::string StatsText(const std::vector<stats::ArenaSnapshot>& arenas) {
   out += "\n";
   if (!host.counters_compiled)
     out += "(counters compiled out: built with USMC_COUNTERS=OFF)\n";
-  out += "\nHost\n" + CountersText(host);
+  out += "\nHost\n" + CountersText(host) + FallbacksText(host);
   if (!arenas.empty()) out += "\nProcesses\n" + ProcessTable(arenas);
   return out;
 }

@@ -65,6 +65,12 @@ const char* ModeName(uint32_t mode) {
   }
 }
 
+std::string FormatLinkGroup(uint32_t lgr) {
+  char buf[16];
+  snprintf(buf, sizeof buf, "0x%x", lgr);
+  return buf;
+}
+
 std::string ReasonHex(uint32_t code) {
   char buf[16];
   snprintf(buf, sizeof buf, "0x%08x", code);
@@ -88,7 +94,7 @@ std::string FormatMode(const ConnRecord& r, bool with_code) {
 
 const char* StateName(const ConnRecord& r) {
   if (r.mode == kModeListen) return "LISTEN";
-  if (r.mode != kModeShm) return "ACTIVE";
+  if (!IsAccelerated(r.mode)) return "ACTIVE";
   uint32_t f = r.flags;
   if (f & (engine::kBroken | engine::kPeerReset)) return "PEERABORT";
   bool peer_done = f & engine::kPeerFin;
@@ -141,7 +147,14 @@ const char* CounterKey(Counter c) {
       "spin_wakeups",
       "segments_created",
       "slots_reused",
+      "conns_rdma_client",
+      "conns_rdma_server",
+      "link_groups",
+      "links_added",
+      "link_failures",
+      "failovers",
   };
+  static_assert(kKeys[kScalarCounters - 1] != nullptr, "name the new counter");
   return c < kScalarCounters ? kKeys[c] : "?";
 }
 
@@ -230,6 +243,15 @@ Json& Json::Null() {
   Sep();
   out_ += "null";
   return *this;
+}
+
+void LinkGroupJson(Json& j, const ConnRecord& r) {
+  if (r.mode != kModeRdma) {
+    j.Key("lgr").Null().Key("links").Null();
+    return;
+  }
+  j.Key("lgr").Str(FormatLinkGroup(r.lgr));
+  j.Key("links").Num(r.links);
 }
 
 // ---- arguments

@@ -29,7 +29,10 @@ uint64_t CursorDistance(uint64_t from, uint64_t to, uint32_t ring_bytes);
 // declined with that diagnosis); with_code: "TCP 0x0a000002/NOLISTENER" as
 // smcss shows codes.
 std::string FormatMode(const ConnRecord& r, bool with_code);
-const char* ModeName(uint32_t mode);    // "SHM", "TCP", "RDMA", "LISTEN", "?"
+const char* ModeName(uint32_t mode);  // "SHM", "TCP", "RDMA", "LISTEN", "?"
+// A link group id as `usmc ss` shows it: "0x1a2b" (lower-case hex, no
+// padding).
+std::string FormatLinkGroup(uint32_t lgr);
 std::string ReasonName(uint32_t code);  // "NOLISTENER", or "0x..." when unknown
 std::string ReasonHex(uint32_t code);   // "0x0a000002"
 const char* StateName(
@@ -65,6 +68,10 @@ class Json {
   bool need_comma_ = false;
 };
 std::string JsonEscape(const std::string& s);
+
+// The keys "lgr" ("0x1a2b") and "links" (int) of an RDMA connection; null for
+// any other record.
+void LinkGroupJson(Json& j, const ConnRecord& r);
 
 // Argument parsing: false on anything but a plain decimal in range.
 bool ParsePort(const char* s, uint16_t* port);

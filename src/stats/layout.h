@@ -23,7 +23,8 @@
 namespace usmc::stats {
 
 inline constexpr uint64_t kArenaMagic = 0x314e524143534d55ull;  // "USMCARN1"
-inline constexpr uint32_t kArenaVersion = 1;
+// 2: RDMA connection counters, link counters, ConnIdentity::lgr and ::links.
+inline constexpr uint32_t kArenaVersion = 2;
 inline constexpr char kArenaName[] =
     "usmc-arena";  // memfd name; /proc shows "/memfd:usmc-arena"
 
@@ -51,7 +52,9 @@ struct Endpoint {
 };
 
 // Who a record is. Written once by the process that decided, then published by
-// storing `mode` (release); immutable until the record is freed.
+// storing `mode` (release); immutable until the record is freed, except `lgr`
+// and `links` of an RDMA connection, which the engine updates at any time
+// (relaxed stores) as links come and go.
 struct ConnIdentity {
   std::atomic<uint32_t> mode;
   uint8_t role;
@@ -66,7 +69,18 @@ struct ConnIdentity {
   uint64_t created_ns;  // CLOCK_REALTIME
   Endpoint local;
   Endpoint peer;
+  std::atomic<uint32_t> lgr;    // RDMA: link group id, 0 = none
+  std::atomic<uint32_t> links;  // RDMA: active links of that group now
 };
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(sizeof(ConnIdentity) == 96 && alignof(ConnIdentity) == 8,
+              "ConnIdentity is read by other processes: fixed layout");
+
+// An accelerated connection (a ring pair, cursors, counters): over shared
+// memory or over RDMA.
+inline bool IsAccelerated(uint32_t mode) {
+  return mode == kModeShm || mode == kModeRdma;
+}
 
 // Per-direction counters of a connection, written only by the holder of that
 // direction's lock with plain load+store (no read-modify-write), read by
@@ -104,6 +118,12 @@ enum Counter : uint32_t {
   kSpinWakeups,
   kSegmentsCreated,
   kSlotsReused,
+  kConnRdmaClient,  // accelerated cross-host (RDMA) connections
+  kConnRdmaServer,
+  kLinkGroups,    // link groups created
+  kLinksAdded,    // links that became active
+  kLinkFailures,  // an active link declared dead
+  kFailovers,     // a dead link's traffic moved to a surviving link
   kScalarCounters,
   kRingSizes = kScalarCounters,
   kFallbackLocal = kRingSizes + kRingSizeBuckets,
@@ -138,6 +158,12 @@ struct Baseline {
   uint64_t v[kNumCounters];
 };
 
+// The header, the counters and the baseline have a page each (the CLI maps the
+// baseline's page to write it).
+inline constexpr uint64_t kArenaPageBytes = 4096;
+static_assert(sizeof(ProcCounters) <= kArenaPageBytes);
+static_assert(sizeof(Baseline) <= kArenaPageBytes);
+
 struct ArenaHeader {
   uint64_t magic;
   uint32_t version;
@@ -160,6 +186,7 @@ struct ArenaHeader {
       record_high;  // no record at or above this index was ever used
   std::atomic<uint32_t> thread_high;
 };
+static_assert(sizeof(ArenaHeader) <= kArenaPageBytes);
 
 inline constexpr uint32_t kReasonCodes[] = {
     wire::kDeclMem,         wire::kDeclTimeoutCl,   wire::kDeclTimeoutAl,

@@ -95,12 +95,17 @@ void FillIdentity(ConnState* st, int fd, uint8_t role, const sockaddr* local,
   ToEndpoint(peer, &id.peer);
 }
 
+Counter AcceleratedCounter(const Decision& d) {
+  if (d.rdma) return d.role == kRoleClient ? kConnRdmaClient : kConnRdmaServer;
+  return d.role == kRoleClient ? kConnShmClient : kConnShmServer;
+}
+
 void RecordAccelerated(const Decision& d) {
   FillIdentity(d.st, d.fd, d.role, d.local, d.peer);
-  d.st->id.mode.store(kModeShm, std::memory_order_release);
+  d.st->id.mode.store(d.rdma ? kModeRdma : kModeShm, std::memory_order_release);
   Attach(d.fd, nullptr);
   Arena& a = Arena::Get();
-  a.Count(d.role == kRoleClient ? kConnShmClient : kConnShmServer);
+  a.Count(AcceleratedCounter(d));
   a.Count(
       static_cast<Counter>(kRingSizes + RingSizeBucket(d.st->id.ring_bytes)));
 }

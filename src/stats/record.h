@@ -19,12 +19,17 @@
 
 namespace usmc::stats {
 
+// One TCP connection's outcome. Accelerated (st != nullptr): mode SHM, or RDMA
+// with `rdma`; the engine keeps st->id.lgr and st->id.links of an RDMA
+// connection current itself (relaxed stores, any time). Fallback: mode TCP
+// with `reason` and `origin`.
 struct Decision {
   int fd = -1;
   RecordRole role = kRoleClient;
   uint32_t reason = 0;              // 0: accelerated
   Origin origin = kOriginLocal;     // a fallback the peer declined
   engine::ConnState* st = nullptr;  // accelerated: the connection's record
+  bool rdma = false;  // accelerated across hosts (RDMA link group), not SHM
   const sockaddr* local = nullptr;
   const sockaddr* peer = nullptr;
 };

@@ -155,6 +155,8 @@ ConnRecord CopyRecord(const ConnState* st) {
   r.recv_calls = st->rx.calls.load(std::memory_order_relaxed);
   r.ring_full_local = st->tx.full.load(std::memory_order_relaxed);
   r.ring_full_peer = st->rx.full.load(std::memory_order_relaxed);
+  r.lgr = id.lgr.load(std::memory_order_relaxed);
+  r.links = id.links.load(std::memory_order_relaxed);
   return r;
 }
 
@@ -208,7 +210,7 @@ void ReadCounters(const Mapping& m, ArenaSnapshot* s) {
     }
   });
   for (const ConnRecord& r : s->records) {
-    if (r.mode != kModeShm) continue;
+    if (!IsAccelerated(r.mode)) continue;
     s->totals[kBytesOut] += r.bytes_out;
     s->totals[kBytesIn] += r.bytes_in;
     s->totals[kSendCalls] += r.send_calls;

@@ -41,6 +41,8 @@ struct ConnRecord {
   uint64_t bytes_out = 0, bytes_in = 0;
   uint64_t send_calls = 0, recv_calls = 0, ring_full_local = 0,
            ring_full_peer = 0;
+  uint32_t lgr = 0;    // RDMA: link group id, 0 = none
+  uint32_t links = 0;  // RDMA: active links of the group
   bool live = true;
 };
 

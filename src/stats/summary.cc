@@ -9,8 +9,8 @@ Summary Summarize(const ArenaSnapshot& a) {
   s.counters_compiled = a.counters_compiled;
   for (const ConnRecord& r : a.records) {
     if (!r.live) continue;
-    if (r.mode == kModeShm) {
-      ++s.live_shm;
+    if (IsAccelerated(r.mode)) {
+      ++(r.mode == kModeRdma ? s.live_rdma : s.live_shm);
       ++s.rings_in_use[r.ring_bytes];
     } else if (r.mode == kModeTcp) {
       ++s.live_tcp;
@@ -25,6 +25,7 @@ void Accumulate(Summary* total, const Summary& s) {
   for (int i = 0; i < kCounterCount; ++i) total->c[i] += s.c[i];
   for (const auto& [bytes, n] : s.rings_in_use) total->rings_in_use[bytes] += n;
   total->live_shm += s.live_shm;
+  total->live_rdma += s.live_rdma;
   total->live_tcp += s.live_tcp;
   total->live_listeners += s.live_listeners;
   total->processes += s.processes;

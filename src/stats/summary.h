@@ -14,16 +14,22 @@ struct Summary {
   CounterArray c = CounterArray(kCounterCount, 0);  // since the last reset
   std::map<uint32_t, uint64_t>
       rings_in_use;  // ring bytes -> live accelerated connections
-  uint64_t live_shm = 0, live_tcp = 0, live_listeners = 0;
+  uint64_t live_shm = 0, live_rdma = 0, live_tcp = 0, live_listeners = 0;
   uint64_t processes = 0;  // arenas summed
   bool counters_compiled = true;
 
   uint64_t conns_shm() const { return c[kConnShmClient] + c[kConnShmServer]; }
+  uint64_t conns_rdma() const {
+    return c[kConnRdmaClient] + c[kConnRdmaServer];
+  }
   uint64_t conns_tcp() const { return c[kConnTcpClient] + c[kConnTcpServer]; }
-  // Send and receive calls per accelerated connection (smcd stats' "avg
-  // requests per SMC conn").
+  uint64_t conns_total() const {
+    return conns_shm() + conns_rdma() + conns_tcp();
+  }
+  // Send and receive calls per accelerated (SHM or RDMA) connection (smcd
+  // stats' "avg requests per SMC conn").
   double AvgRequestsPerConn() const {
-    uint64_t n = conns_shm();
+    uint64_t n = conns_shm() + conns_rdma();
     return n == 0 ? 0.0
                   : static_cast<double>(c[kSendCalls] + c[kRecvCalls]) /
                         static_cast<double>(n);

@@ -93,6 +93,7 @@ class SsStats(Case):
                              ("127.0.0.1:%d" % port, "127.0.0.1", cli.pid))
             self.assertEqual((r["bytes_out"], r["bytes_in"]), (sent, received))
             self.assertIsNone(r["reason"])
+            self.assertEqual((r["lgr"], r["links"]), (None, None))  # RDMA only
             self.assertGreater(r["ring_bytes"], 0)
             # as of our last send: the peer's consumer cursor last validated
             self.assertLessEqual(r["tx_inflight"], min(sent, r["ring_bytes"]))
@@ -109,6 +110,11 @@ class SsStats(Case):
         c = self.stats(cli.pid)
         self.assertEqual((c["conns_shm_client"], c["conns_tcp"],
                           c["open_shm"]), (2, 0, 2))
+        self.assertEqual((c["conns_rdma_client"], c["conns_rdma_server"],
+                          c["conns_rdma"], c["open_rdma"], c["conns_total"]),
+                         (0, 0, 0, 0, 2))  # same host: no RDMA
+        self.assertEqual((c["link_groups"], c["links_added"],
+                          c["link_failures"], c["failovers"]), (0, 0, 0, 0))
         self.assertEqual((c["bytes_out"], c["bytes_in"]),
                          (2 * sent, 2 * received))
         if c["counters_compiled"]:
@@ -217,6 +223,8 @@ class SsStats(Case):
                        str(srv.pid)).stdout
         self.assertEqual(out.count("\x1b[H\x1b[2J"), 2)
         self.assertIn("accelerated (SHM)", out)
+        self.assertIn("accelerated (RDMA)", out)
+        self.assertIn("link failures", out)
         text = self.cli("stats", "--pid", str(srv.pid)).stdout
         self.assertIn("last reset", text)
         for p in (cli, cli2):

@@ -79,6 +79,39 @@ TEST(StatsFormatTest, Modes) {
   r.mode = kModeListen;
   EXPECT_EQ(FormatMode(r, false), "SHM");
   EXPECT_STREQ(StateName(r), "LISTEN");
+  r.mode = kModeRdma;
+  EXPECT_EQ(FormatMode(r, false), "RDMA");
+  EXPECT_EQ(FormatMode(r, true), "RDMA");
+}
+
+TEST(StatsFormatTest, RdmaConnections) {
+  EXPECT_TRUE(IsAccelerated(kModeShm));
+  EXPECT_TRUE(IsAccelerated(kModeRdma));
+  EXPECT_FALSE(IsAccelerated(kModeTcp));
+  EXPECT_FALSE(IsAccelerated(kModeListen));
+  EXPECT_EQ(FormatLinkGroup(0x1a2b), "0x1a2b");
+  EXPECT_EQ(FormatLinkGroup(0), "0x0");
+  EXPECT_EQ(FormatLinkGroup(0xffffffffu), "0xffffffff");
+  ConnRecord r;
+  r.mode = kModeShm;
+  Json shm;
+  shm.BeginObject();
+  LinkGroupJson(shm, r);
+  shm.EndObject();
+  EXPECT_EQ(shm.str(), R"({"lgr":null,"links":null})");
+  r.mode = kModeRdma;
+  r.lgr = 0x1a2b;
+  r.links = 2;
+  Json rdma;
+  rdma.BeginObject();
+  LinkGroupJson(rdma, r);
+  rdma.EndObject();
+  EXPECT_EQ(rdma.str(), R"({"lgr":"0x1a2b","links":2})");
+  // states follow the flags as for SHM
+  r.flags = engine::kPeerFin;
+  EXPECT_STREQ(StateName(r), "APPCLOSEWAIT");
+  r.flags = engine::kBroken;
+  EXPECT_STREQ(StateName(r), "PEERABORT");
 }
 
 TEST(StatsFormatTest, StatesAndFlags) {
@@ -114,6 +147,14 @@ TEST(StatsFormatTest, ReasonSlotsRoundTrip) {
   EXPECT_FALSE(IsHandshakeError(wire::kDeclPeerNoSmc));
   EXPECT_STREQ(CounterKey(kBytesOut), "bytes_out");
   EXPECT_STREQ(CounterKey(kSlotsReused), "slots_reused");
+  EXPECT_STREQ(CounterKey(kConnRdmaClient), "conns_rdma_client");
+  EXPECT_STREQ(CounterKey(kConnRdmaServer), "conns_rdma_server");
+  EXPECT_STREQ(CounterKey(kLinkGroups), "link_groups");
+  EXPECT_STREQ(CounterKey(kLinksAdded), "links_added");
+  EXPECT_STREQ(CounterKey(kLinkFailures), "link_failures");
+  EXPECT_STREQ(CounterKey(kFailovers), "failovers");
+  for (int i = 0; i < static_cast<int>(kScalarCounters); ++i)
+    EXPECT_STRNE(CounterKey(static_cast<Counter>(i)), "?") << i;
 }
 
 TEST(StatsFormatTest, Json) {
@@ -194,6 +235,41 @@ TEST(StatsSummaryTest, SinceResetAndAverages) {
   EXPECT_EQ(host.rings_in_use[65536], 2u);
 }
 
+TEST(StatsSummaryTest, RdmaAndLinkCounters) {
+  ArenaSnapshot a;
+  a.totals.assign(kCounterCount, 0);
+  a.baseline.assign(kCounterCount, 0);
+  a.totals[kConnShmClient] = 1;
+  a.totals[kConnRdmaClient] = 2;
+  a.totals[kConnRdmaServer] = 1;
+  a.totals[kConnTcpServer] = 5;
+  a.totals[kSendCalls] = 40;
+  a.totals[kLinkFailures] = 3;
+  a.baseline[kLinkFailures] = 1;  // stats reset covers the new counters
+  ConnRecord rdma;
+  rdma.mode = kModeRdma;
+  rdma.ring_bytes = 262144;
+  ConnRecord shm;
+  shm.mode = kModeShm;
+  shm.ring_bytes = 65536;
+  a.records = {rdma, rdma, shm};
+  Summary s = Summarize(a);
+  EXPECT_EQ(s.conns_shm(), 1u);
+  EXPECT_EQ(s.conns_rdma(), 3u);
+  EXPECT_EQ(s.conns_total(), 9u);
+  EXPECT_DOUBLE_EQ(s.AvgRequestsPerConn(), 10.0);  // SHM and RDMA alike
+  EXPECT_EQ(s.live_shm, 1u);
+  EXPECT_EQ(s.live_rdma, 2u);
+  EXPECT_EQ(s.rings_in_use,
+            (std::map<uint32_t, uint64_t>{{65536, 1}, {262144, 2}}));
+  EXPECT_EQ(s.c[kLinkFailures], 2u);
+  Summary host;
+  Accumulate(&host, s);
+  Accumulate(&host, s);
+  EXPECT_EQ(host.live_rdma, 4u);
+  EXPECT_EQ(host.c[kConnRdmaClient], 4u);
+}
+
 // Records a NOLISTENER fallback on fds[0] and an accelerated connection (1234
 // bytes out) on fds[1].
 engine::ConnState* RecordTwo(const int fds[2]) {
@@ -263,6 +339,56 @@ TEST(StatsArenaTest, RecordsReadBackThroughProc) {
   EXPECT_TRUE(gone[0].records.empty());
   EXPECT_EQ(gone[0].totals[kBytesOut],
             1234u);  // folded into the process totals
+  close(fds[0]);
+  close(fds[1]);
+}
+
+// An accelerated connection the engine says runs over RDMA: mode RDMA, the RDMA
+// counters (not the SHM ones), and the link group the engine publishes.
+TEST(StatsArenaTest, RdmaDecisionReadsBackAsRdma) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  auto before = ScanArenas(getpid());
+  CounterArray base(kCounterCount, 0);
+  if (!before.empty()) base = before[0].totals;
+  engine::ConnState* st = engine::Arena::Get().Alloc();
+  ASSERT_NE(st, nullptr);
+  st->id.ring_bytes = 131072;
+  Add(st->bytes_in, 777);
+  Decision d;
+  d.fd = fds[0];
+  d.role = kRoleServer;
+  d.st = st;
+  d.rdma = true;
+  RecordDecision(d);
+  st->id.lgr.store(0x1a2b, std::memory_order_relaxed);
+  st->id.links.store(2, std::memory_order_relaxed);
+
+  auto arenas = ScanArenas(getpid());
+  ASSERT_EQ(arenas.size(), 1u);
+  const ArenaSnapshot& a = arenas[0];
+  const ConnRecord* r = nullptr;
+  for (const ConnRecord& x : a.records) {
+    if (x.fd == fds[0]) r = &x;
+  }
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->mode, kModeRdma);
+  EXPECT_EQ(FormatMode(*r, false), "RDMA");
+  EXPECT_EQ(r->role, kRoleServer);
+  EXPECT_EQ(r->lgr, 0x1a2bu);
+  EXPECT_EQ(r->links, 2u);
+  EXPECT_TRUE(r->live);
+  EXPECT_EQ(a.totals[kConnRdmaServer] - base[kConnRdmaServer], 1u);
+  EXPECT_EQ(a.totals[kConnShmServer], base[kConnShmServer]);
+  EXPECT_EQ(a.totals[kConnShmClient], base[kConnShmClient]);
+  EXPECT_EQ(a.totals[kRingSizes + RingSizeBucket(131072)] -
+                base[kRingSizes + RingSizeBucket(131072)],
+            1u);
+  EXPECT_EQ(a.totals[kBytesIn] - base[kBytesIn], 777u);  // live bytes count
+  Summary s = Summarize(a);
+  EXPECT_EQ(s.live_rdma, 1u);
+
+  engine::Arena::Get().Free(st);
   close(fds[0]);
   close(fds[1]);
 }
