@@ -180,7 +180,7 @@ ConnState* Arena::Alloc() {
 void Arena::Free(ConnState* st) {
   size_t i = static_cast<size_t>(st - records_);
   if (records_ == nullptr || i >= capacity_) return;
-  if (st->id.mode.load(std::memory_order_relaxed) == stats::kModeShm) {
+  if (stats::IsAccelerated(st->id.mode.load(std::memory_order_relaxed))) {
     Count(stats::kBytesOut, st->bytes_out.load(std::memory_order_relaxed));
     Count(stats::kBytesIn, st->bytes_in.load(std::memory_order_relaxed));
     Count(stats::kSendCalls, st->tx.calls.load(std::memory_order_relaxed));

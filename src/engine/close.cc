@@ -35,6 +35,7 @@ int Conn::Shutdown(int how) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (tx_->c.waiting_for_data.exchange(0, std::memory_order_acq_rel) != 0)
     Ring();
+  if (remote_ != nullptr) RemoteFlush(remote_);
   return 0;
 }
 
@@ -46,6 +47,13 @@ bool Conn::Close() {
   tx_->p.conn_flags.fetch_or(flag | wire::kCdcPeerDoneWriting,
                              std::memory_order_release);
 
+  if (remote_ != nullptr) {
+    // The fabric link releases the slot once both ends are done with it.
+    RemoteClosed(remote_);
+    Arena::Get().Free(st_);
+    st_ = nullptr;
+    return unread;
+  }
   wire::Cursor prod =
       wire::Cursor::FromWord(st_->tx_prod.load(std::memory_order_relaxed));
   uint64_t produced = uint64_t{prod.wrap()} * ring_bytes_ + prod.count();

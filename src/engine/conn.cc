@@ -20,7 +20,9 @@ Conn::Conn(const Setup& s)
       st_(s.st),
       seg_(s.seg),
       slot_(s.slot),
-      ring_bytes_(s.seg->ring_bytes()) {
+      ring_bytes_(s.seg->ring_bytes()),
+      remote_(s.remote),
+      wake_fd_(s.remote != nullptr ? RemoteWakeFd(s.remote) : -1) {
   st_->id.ring_bytes = ring_bytes_;  // for `usmc ss`
   shm::SlotHeader* h = seg_->slot(slot_);
   bool client = side_ == shm::Side::kClient;

@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "engine/arena.h"
+#include "engine/remote.h"
 #include "link/shm/segment.h"
 #include "wire/cdc.h"
 
@@ -38,6 +39,9 @@ class Conn {
     ConnState* st = nullptr;      // arena record (holders already counted)
     shm::Segment* seg = nullptr;  // outlives the Conn (owned by the link)
     uint32_t slot = 0;
+    // Cross-host: the slot is this side's mirror, kept in step with the
+    // peer's by the fabric link (remote.h). Null on the same-host link.
+    RemoteConn* remote = nullptr;
   };
   explicit Conn(const Setup& s);
   Conn(const Conn&) = delete;
@@ -87,6 +91,10 @@ class Conn {
   uint32_t ring_bytes() const { return ring_bytes_; }
   shm::Segment* segment() const { return seg_; }
   uint32_t slot() const { return slot_; }
+  RemoteConn* remote() const { return remote_; }
+  // Cross-host: an eventfd to poll next to the TCP socket while armed (the
+  // fabric's progress thread rings it); -1 on the same-host link.
+  int wake_fd() const { return wake_fd_; }
   const shm::RingCtl* tx_ctl() const { return tx_; }
   const shm::RingCtl* rx_ctl() const { return rx_; }
 
@@ -131,13 +139,16 @@ class Conn {
   shm::RingCtl* rx_;  // ring we consume from
   uint8_t* tx_data_;
   uint8_t* rx_data_;
+  RemoteConn* remote_;
+  int wake_fd_;
 };
 
 // This thread's spin window before sleeping: at most USMC_SPIN_US (default 50
 // µs), adapted by SpinOutcome() — whether the last spin was answered before its
 // window ran out.
 uint64_t SpinBudgetNs();
-// answered: the spin saw the event; else waited_ns is how long the whole wait took (0: unknown).
+// answered: the spin saw the event; else waited_ns is how long the whole wait
+// took (0: unknown).
 void SpinOutcome(bool answered, uint64_t waited_ns = 0);
 // One step of a spin-wait. Yields the CPU now and then: on a small machine the
 // peer we wait for may be queued on our CPU, and spinning would only delay it.

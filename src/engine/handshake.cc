@@ -120,14 +120,27 @@ wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len,
 // ---- client
 // -------------------------------------------------------------------------------------
 
-ClientHandshake::ClientHandshake(int tcp_fd, uint32_t ring_bytes)
-    : fd_(tcp_fd), ring_bytes_(ring_bytes) {}
+ClientHandshake::ClientHandshake(int tcp_fd, uint32_t ring_bytes, bool remote)
+    : fd_(tcp_fd), ring_bytes_(ring_bytes), remote_(remote) {}
 
 ClientHandshake::~ClientHandshake() {
   if (conn_) conn_->Close();
+  if (rslot_held_) ReleaseRemoteSlot(rslot_);
 }
 
 HsResult ClientHandshake::Start() {
+  if (remote_) {
+    wire::Proposal p;
+    p.smcr = true;
+    p.peer_id = HostPeerId();
+    p.pid = static_cast<uint32_t>(sys::CachedPid());
+    p.station_nonce = sys::FastRandom64();
+    p.rx_size_code = wire::CompressRingSize(ring_bytes_);
+    p.tx_size_code = p.rx_size_code;
+    if (SendMsg(fd_, p)) return HsResult::kWantRead;
+    reason_ = wire::kDeclIntErr;
+    return HsResult::kReset;
+  }
   shm::Station* station = LocalStation();
   if (station == nullptr) {
     reason_ = wire::kDeclNoSmcdDev;
@@ -199,6 +212,10 @@ HsResult ClientHandshake::Step() {
 }
 
 HsResult ClientHandshake::OnAccept(const wire::Accept& a) {
+  if (remote_ || a.smcr) {
+    return remote_ && a.smcr ? OnAcceptRemote(a)
+                             : Decline(wire::kDeclModeUnsupp);
+  }
   if (a.peer_id != HostPeerId()) return Decline(wire::kDeclNoSmcdDev);
   shm::Segment* seg =
       FindOfferedSegment(static_cast<pid_t>(a.server_pid), a.link_nonce,

@@ -36,7 +36,8 @@ uint32_t RingBytesFor(
 
 class ClientHandshake {
  public:
-  ClientHandshake(int tcp_fd, uint32_t ring_bytes);
+  // remote: offer the cross-host link (SMC-R) instead of the same-host one.
+  ClientHandshake(int tcp_fd, uint32_t ring_bytes, bool remote = false);
   ~ClientHandshake();  // a Conn made from an Accept but never taken is closed
   // Sends the Proposal. kFallback if the station cannot open or the send fails.
   HsResult Start();
@@ -56,10 +57,14 @@ class ClientHandshake {
 
  private:
   HsResult OnAccept(const wire::Accept& a);
+  HsResult OnAcceptRemote(const wire::Accept& a);  // handshake_remote.cc
   HsResult Decline(uint32_t code);
 
   int fd_;
   uint32_t ring_bytes_;
+  bool remote_;
+  RemoteSlot rslot_;  // reserved until a Conn owns it
+  bool rslot_held_ = false;
   uint32_t reason_ = 0;
   bool peer_declined_ = false;
   std::unique_ptr<Conn> conn_;
@@ -85,6 +90,9 @@ class ServerHandshake {
  private:
   HsResult OnProposal(const wire::Proposal& p);
   HsResult OnConfirm(const wire::Confirm& c);
+  HsResult OnProposalRemote(const wire::Proposal& p);  // handshake_remote.cc
+  HsResult OnConfirmRemote(const wire::Confirm& c);
+  void ReleaseRemote();
   HsResult Decline(uint32_t code);
 
   int fd_;
@@ -97,6 +105,10 @@ class ServerHandshake {
   uint64_t link_nonce_ = 0;
   ConnState* st_ = nullptr;
   std::unique_ptr<Conn> conn_;
+  bool remote_ = false;  // the Proposal asked for the cross-host link
+  bool first_contact_ = false;
+  RemoteSlot rslot_;
+  bool rslot_held_ = false;
 };
 
 // Reads one whole CLC message at the head of the socket without blocking.

@@ -15,6 +15,7 @@ ServerHandshake::ServerHandshake(int tcp_fd, uint32_t ring_bytes)
     : fd_(tcp_fd), ring_bytes_(ring_bytes) {}
 
 ServerHandshake::~ServerHandshake() {
+  ReleaseRemote();
   if (conn_) {
     conn_->Close();
     return;
@@ -85,6 +86,7 @@ HsResult ServerHandshake::Step() {
 }
 
 HsResult ServerHandshake::OnProposal(const wire::Proposal& p) {
+  if (p.smcr) return OnProposalRemote(p);
   if (p.peer_id != HostPeerId()) return Decline(wire::kDeclNoSmcdDev);
   uint32_t want = std::max(wire::DecompressRingSize(p.rx_size_code),
                            wire::DecompressRingSize(p.tx_size_code));
@@ -126,6 +128,11 @@ HsResult ServerHandshake::OnProposal(const wire::Proposal& p) {
 }
 
 HsResult ServerHandshake::OnConfirm(const wire::Confirm& c) {
+  if (remote_ || c.smcr) {
+    if (remote_ && c.smcr) return OnConfirmRemote(c);
+    reason_ = wire::kDeclSyncErr;
+    return HsResult::kReset;
+  }
   if (c.link_nonce != link_nonce_ || c.segment_id != seg_->id() ||
       c.slot != slot_ || c.conn_token != token_) {
     reason_ = wire::kDeclSyncErr;

@@ -62,6 +62,7 @@ void Conn::Consume(size_t n) {
   st_->rx_cons.store(next.ToWord(), std::memory_order_relaxed);
   rx_->c.cons.store(next.ToWord(), std::memory_order_release);
   stats::Add(st_->bytes_in, n);  // single writer (rx_mu): no locked add
+  if (remote_ != nullptr) RemoteFlush(remote_);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (rx_->p.waiting_for_space.load(std::memory_order_relaxed) == 0) return;
   // RFC 7609's minimum window increase: wake the producer once 10% of the ring

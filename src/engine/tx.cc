@@ -78,6 +78,7 @@ ssize_t Conn::SendOnce(const iovec* iov, int iovcnt, size_t done, size_t total,
       tx_->c.waiting_for_data.exchange(0, std::memory_order_acq_rel) != 0) {
     Ring();
   }
+  if (remote_ != nullptr) RemoteFlush(remote_);
   return static_cast<ssize_t>(n);
 }
 

@@ -42,6 +42,7 @@ void Conn::Break() {
   st_->error.store(ECONNRESET, std::memory_order_relaxed);
   tx_->p.conn_flags.fetch_or(wire::kCdcPeerConnAbort,
                              std::memory_order_release);
+  if (remote_ != nullptr) RemoteFlush(remote_);
   sockaddr unspec{};
   unspec.sa_family = AF_UNSPEC;
   sys::Connect(tcp_fd(), &unspec, sizeof unspec);  // disconnects with RST
@@ -53,16 +54,22 @@ bool Conn::Arm(uint32_t want) {
   if (want & EPOLLOUT)
     tx_->p.waiting_for_space.store(1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  // Ready already: the flag stays set; the peer's next publish rings once for nothing.
+  // Ready already: the flag stays set; the peer's next publish rings once for
+  // nothing.
   return (Events() & (want | EPOLLERR | EPOLLHUP)) == 0;
 }
 
-// Clearing the flags here would race with another waiter arming them again (threads, or forked
-// holders, on one connection): its wake-up would be lost. Only the side that rings clears a flag, by
-// exchanging it, so a waiter that woke for another reason costs at most one spare doorbell later.
+// Clearing the flags here would race with another waiter arming them again
+// (threads, or forked holders, on one connection): its wake-up would be lost.
+// Only the side that rings clears a flag, by exchanging it, so a waiter that
+// woke for another reason costs at most one spare doorbell later.
 void Conn::Disarm() {}
 
 void Conn::Pump() {
+  if (wake_fd_ >= 0) {
+    uint64_t v;
+    sys::Read(wake_fd_, &v, sizeof v);
+  }
   char buf[256];
   while (true) {
     ssize_t r = sys::Recv(tcp_fd(), buf, sizeof buf, MSG_DONTWAIT);
@@ -70,6 +77,12 @@ void Conn::Pump() {
       CountThread(stats::kTDoorbellsReceived, static_cast<uint64_t>(r));
     if (r == static_cast<ssize_t>(sizeof buf)) continue;
     if (r > 0) return;
+    // Cross-host, bytes written before the FIN may still be in our queues.
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+      int err = errno;
+      if (remote_ != nullptr) RemoteSync(remote_);
+      errno = err;
+    }
     if (r == 0) {
       st_->flags.fetch_or(kPeerFin, std::memory_order_acq_rel);
       return;
@@ -104,8 +117,8 @@ int Conn::SleepOnce(uint64_t deadline_ns) {
   int32_t none = 0;
   if (st_->poller.compare_exchange_strong(none, me,
                                           std::memory_order_acq_rel)) {
-    pollfd p{tcp_fd(), POLLIN, 0};
-    int r = sys::Poll(&p, 1, ms);
+    pollfd p[2] = {{tcp_fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    int r = sys::Poll(p, wake_fd_ >= 0 ? 2 : 1, ms);
     int err = errno;
     if (r > 0) Pump();
     st_->poller.store(0, std::memory_order_release);

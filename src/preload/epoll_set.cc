@@ -90,6 +90,7 @@ int EpollSet::Ctl(int op, int fd, Socket* s, epoll_event* ev) {
     it->second.inner_events = inner.events;
   }
   Entry& e = it->second;
+  AddWake(fd, e);
   e.deleted = false;
   e.events = ev->events;
   e.data = ev->data;
@@ -133,6 +134,7 @@ int EpollSet::Collect(epoll_event* out, int max) {
       if ((pass == 0) != first_part || n >= max) continue;
       if (e.disabled || e.deleted || e.s->state() != SockState::kActive)
         continue;
+      AddWake(fd, e);
       uint32_t ev = e.s->conn()->Events() & (e.events | EPOLLERR | EPOLLHUP);
       if (ev != 0 && Report(e, ev, &out[n])) ++n;
     }
@@ -140,10 +142,24 @@ int EpollSet::Collect(epoll_event* out, int max) {
   return n;
 }
 
+// A cross-host connection is woken through its eventfd, registered under the
+// same fd number as its TCP socket so ServiceInner treats both alike. It
+// leaves inner_ by itself when the connection closes the eventfd.
+void EpollSet::AddWake(int fd, Entry& e) {
+  if (e.wake_added || e.s->state() != SockState::kActive) return;
+  int w = e.s->conn()->wake_fd();
+  if (w < 0) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLET;  // one event per ring, drained or not
+  ev.data.fd = fd;
+  e.wake_added = sys::EpollCtl(inner_, EPOLL_CTL_ADD, w, &ev) == 0;
+}
+
 void EpollSet::UpdateInner(int fd, Socket* s) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(fd);
   if (it == entries_.end() || it->second.s != s) return;
+  AddWake(fd, it->second);
   uint32_t want = InnerInterest(s);
   if (want == it->second.inner_events) return;
   epoll_event inner{};

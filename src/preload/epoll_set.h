@@ -46,6 +46,7 @@ class EpollSet {
     uint32_t inner_events = 0;
     uint64_t mark_in = ~0ull, mark_out = ~0ull;  // edge detection for EPOLLET
     uint32_t mark_flags = ~0u;
+    bool wake_added = false;  // a cross-host connection's eventfd is in inner_
   };
 
   EpollSet(int epfd, int inner, uint64_t tag)
@@ -60,6 +61,7 @@ class EpollSet {
   bool ArmAll(std::vector<Socket*>&
                   armed);  // false: something became ready; `armed` to undo
   uint32_t InnerInterest(Socket* s) const;
+  void AddWake(int fd, Entry& e);
 
   int epfd_;
   int inner_;

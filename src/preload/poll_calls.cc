@@ -43,6 +43,14 @@ int Evaluate(pollfd* fds, std::vector<Managed>& m) {
   return ready;
 }
 
+// An armed cross-host connection also sleeps on its wake eventfd, polled
+// after the caller's fds.
+int WakeFd(const Managed& e) {
+  return e.armed && !e.dropped && e.s->state() == SockState::kActive
+             ? e.s->conn()->wake_fd()
+             : -1;
+}
+
 // One kernel poll: plain fds with their own interest, managed ones with what
 // they sleep on.
 int KernelPoll(pollfd* fds, nfds_t n, std::vector<Managed>& m,
@@ -56,14 +64,19 @@ int KernelPoll(pollfd* fds, nfds_t n, std::vector<Managed>& m,
     if (!e.armed && hs == 0)
       scratch[e.index].fd = -1;  // not sleeping on it: don't wake for it
   }
-  int r = REAL(ppoll)(scratch.data(), n, ts, mask);
+  for (auto& e : m) {
+    if (int w = WakeFd(e); w >= 0) scratch.push_back({w, POLLIN, 0});
+  }
+  int r = REAL(ppoll)(scratch.data(), scratch.size(), ts, mask);
   if (r < 0) return r;
   int plain_ready = 0;
   for (nfds_t i = 0; i < n; ++i) fds[i].revents = scratch[i].revents;
+  size_t extra = n;
   for (auto& e : m) {
     if (e.dropped) continue;
     short rev = fds[e.index].revents;
     fds[e.index].revents = 0;
+    if (WakeFd(e) >= 0 && scratch[extra++].revents != 0) rev |= POLLIN;
     if (rev == 0) continue;
     if (e.s->state() == SockState::kActive) {
       e.s->conn()->Pump();

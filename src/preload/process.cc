@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "engine/links.h"
+#include "engine/remote.h"
 #include "engine/signals.h"
 #include "preload/fdtable.h"
 #include "preload/inherit.h"
@@ -38,6 +39,7 @@ void CountHolders(int delta) {
 void AfterForkChild() {
   sys::ForgetPid();
   engine::LinksAfterForkChild();
+  engine::RemoteAfterForkChild();
   stats::AfterForkChild();
 }
 

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "engine/remote.h"
 #include "link/shm/registry.h"
 #include "link/shm/synmark.h"
 #include "preload/fdtable.h"
@@ -67,8 +68,26 @@ void RegisterListener(int fd) {
   USMC_LOG("fd=%d listener accelerated (rule '%s')", fd, rule.c_str());
 }
 
+// An unmarked connection from another host whose rules say its peer runs
+// usmc (SMC-R without the BPF signal): a Proposal comes first.
+bool ExpectsRemoteProposal(int fd) {
+  sockaddr_storage local{}, peer{};
+  socklen_t ll = sizeof local, pl = sizeof peer;
+  if (sys::GetSockName(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||
+      sys::GetPeerName(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) {
+    return false;
+  }
+  std::string rule;
+  return Rules().Decide(util::Role::kServer,
+                        reinterpret_cast<sockaddr*>(&local), ll,
+                        &rule) == util::Decision::kRemote &&
+         !shm::IsLocalAddress(reinterpret_cast<sockaddr*>(&peer), pl);
+}
+
 int Accepted(Socket* listener, int nfd, int flags) {
   shm::SynMark mark = shm::ReadSynMark(nfd);
+  if (mark == shm::SynMark::kUnmarked && ExpectsRemoteProposal(nfd))
+    mark = shm::SynMark::kMarked;
   if (mark == shm::SynMark::kUnmarked) {
     LogMode(nfd, false, Role::kServer, wire::kDeclPeerNoSmc);
     return nfd;
@@ -87,21 +106,29 @@ int Accepted(Socket* listener, int nfd, int flags) {
 }
 
 // False with *why = 0: not a TCP connect usmc decides on; with a reason: a
-// fallback (see PlainConnect).
-bool WantsLink(int fd, const sockaddr* addr, socklen_t len, uint32_t* why) {
+// fallback (see PlainConnect). *remote: the cross-host link, not the
+// same-host one (no SYN mark: the rules told both ends).
+bool WantsLink(int fd, const sockaddr* addr, socklen_t len, uint32_t* why,
+               bool* remote) {
   *why = 0;
+  *remote = false;
   if (addr == nullptr ||
       (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
     return false;
   if (!IsTcpSocket(fd)) return false;
   std::string rule;
-  if (!Rules().ShouldAccelerate(util::Role::kClient, addr, len, &rule)) {
+  util::Decision d = Rules().Decide(util::Role::kClient, addr, len, &rule);
+  if (d == util::Decision::kTcp) {
     USMC_LOG("fd=%d client rule '%s' says tcp", fd, rule.c_str());
     *why = wire::kDeclRule;
     return false;
   }
-  if (!shm::IsLocalAddress(addr, len) ||
-      !shm::LookupListener(addr, len, true)) {
+  bool local = shm::IsLocalAddress(addr, len);
+  if (d == util::Decision::kRemote && !local) {
+    *remote = true;
+    return true;
+  }
+  if (!local || !shm::LookupListener(addr, len, true)) {
     *why = wire::kDeclNoListener;
     return false;
   }
@@ -148,7 +175,7 @@ extern "C" {
 
 int listen(int fd, int backlog) {
   int r = REAL(listen)(fd, backlog);
-  if (r == 0) RegisterListener(fd);
+  if (r == 0 && !usmc::engine::InsideFabric()) RegisterListener(fd);
   return r;
 }
 
@@ -169,6 +196,7 @@ int accept(int fd, sockaddr* addr, socklen_t* len) {
 }
 
 int connect(int fd, const sockaddr* addr, socklen_t len) {
+  if (usmc::engine::InsideFabric()) return REAL(connect)(fd, addr, len);
   if (FdTable::Get().Maybe(fd)) {
     SocketRef s(fd);
     if (s && s->state() != SockState::kListener) {
@@ -189,9 +217,11 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
     return REAL(connect)(fd, addr, len);
   }
   uint32_t why = 0;
-  if (!WantsLink(fd, addr, len, &why)) return PlainConnect(fd, addr, len, why);
+  bool remote = false;
+  if (!WantsLink(fd, addr, len, &why, &remote))
+    return PlainConnect(fd, addr, len, why);
   shm::SavedTos saved;
-  if (!shm::MarkSyn(fd, &saved)) return REAL(connect)(fd, addr, len);
+  if (!remote && !shm::MarkSyn(fd, &saved)) return REAL(connect)(fd, addr, len);
   bool nonblock = (sys::Fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
   int r = REAL(connect)(fd, addr, len);
   int err = errno;
@@ -204,6 +234,7 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   s->nonblock = nonblock;
   s->ring_bytes = TakeRingBytes(fd);
   s->saved_tos = saved;
+  s->remote = remote;
   FdTable::Get().Install(fd, s);
   if (r != 0) {
     s->Unref();

@@ -158,7 +158,8 @@ bool Socket::OnResult(engine::HsResult r) {
       client_hs_.reset();
       server_hs_.reset();
       state_.store(SockState::kActive, std::memory_order_release);
-      LogMode(fd(), true, role_, 0, conn_->state());
+      LogMode(fd(), true, role_, 0, conn_->state(), false, nullptr, 0,
+              conn_->remote() != nullptr);
       return true;
     case engine::HsResult::kFallback:
       reason = why;
@@ -177,7 +178,8 @@ bool Socket::OnResult(engine::HsResult r) {
 }
 
 bool Socket::StartClient() {
-  client_hs_ = std::make_unique<engine::ClientHandshake>(fd(), ring_bytes);
+  client_hs_ =
+      std::make_unique<engine::ClientHandshake>(fd(), ring_bytes, remote);
   hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();
   state_.store(SockState::kClientHandshake, std::memory_order_release);
   return OnResult(client_hs_->Start());
@@ -375,7 +377,7 @@ void ForgetBufferSize(int fd) {
 
 void LogMode(int fd, bool accelerated, Role role, uint32_t reason,
              engine::ConnState* st, bool by_peer, const sockaddr* peer_addr,
-             socklen_t peer_len) {
+             socklen_t peer_len, bool rdma) {
   int saved_errno = errno;
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
@@ -392,6 +394,7 @@ void LogMode(int fd, bool accelerated, Role role, uint32_t reason,
   d.reason = accelerated ? 0 : reason;
   d.origin = by_peer ? stats::kOriginPeer : stats::kOriginLocal;
   d.st = accelerated ? st : nullptr;
+  d.rdma = accelerated && rdma;
   d.local = reinterpret_cast<const sockaddr*>(&local);
   d.peer = reinterpret_cast<const sockaddr*>(&peer);
   if (!accelerated || st != nullptr) stats::RecordDecision(d);
@@ -402,7 +405,8 @@ void LogMode(int fd, bool accelerated, Role role, uint32_t reason,
   FormatAddr(peer, p, sizeof p);
   const char* r = role == Role::kClient ? "client" : "server";
   if (accelerated) {
-    util::Log("fd=%d mode=SHM role=%s local=%s peer=%s", fd, r, l, p);
+    util::Log("fd=%d mode=%s role=%s local=%s peer=%s", fd,
+              rdma ? "RDMA" : "SHM", r, l, p);
   } else {
     util::Log("fd=%d mode=TCP role=%s reason=%s local=%s peer=%s", fd, r,
               wire::DeclineName(reason), l, p);

@@ -102,6 +102,7 @@ class Socket {
   uint64_t hs_deadline_ns = 0;
   uint32_t reason = 0;     // fallback / reset reason of the last failed step
   bool was_reset = false;  // the handshake ended in a reset (not a fallback)
+  bool remote = false;  // client: offer the cross-host link, not the same-host
 
  private:
   friend class FdTable;
@@ -132,7 +133,8 @@ class Socket {
 // while a connect is still in progress.
 void LogMode(int fd, bool accelerated, Role role, uint32_t reason,
              engine::ConnState* st = nullptr, bool by_peer = false,
-             const sockaddr* peer_addr = nullptr, socklen_t peer_len = 0);
+             const sockaddr* peer_addr = nullptr, socklen_t peer_len = 0,
+             bool rdma = false);
 
 // SO_RCVBUF/SO_SNDBUF size the rings (SMC does the same with its RMBs). Sizes
 // asked for on a socket that is not usmc's yet are remembered until

@@ -29,6 +29,14 @@ uint64_t Segment::BytesFor(uint32_t slot_count, uint32_t ring_bytes) {
   return kPageBytes + slot_count * SlotBytes(ring_bytes);
 }
 
+uint64_t Segment::SlotOffset(uint32_t i, uint32_t ring_bytes) {
+  return kPageBytes + i * SlotBytes(ring_bytes);
+}
+
+uint64_t Segment::RingOffset(uint32_t i, uint32_t ring_bytes, bool c2s) {
+  return SlotOffset(i, ring_bytes) + kPageBytes + (c2s ? 0 : ring_bytes);
+}
+
 Segment::Segment(uint32_t id, int fd, uint8_t* base, uint64_t bytes,
                  uint32_t slot_count, uint32_t ring_bytes)
     : id_(id),

@@ -97,6 +97,13 @@ class Segment {
   uint8_t* ring_c2s(uint32_t i) const;
   uint8_t* ring_s2c(uint32_t i) const;
 
+  // Where slot i's header / ring sits from the start of a segment with rings
+  // of ring_bytes (the same in every process: the cross-host link writes into
+  // a peer's segment by these offsets).
+  static uint64_t SlotOffset(uint32_t i, uint32_t ring_bytes);
+  static uint64_t RingOffset(uint32_t i, uint32_t ring_bytes, bool c2s);
+
+  uint8_t* base() const { return base_; }
   uint32_t id() const { return id_; }
   int fd() const { return fd_; }
   uint64_t bytes() const { return bytes_; }

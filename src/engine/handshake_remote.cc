@@ -1,0 +1,190 @@
+// The cross-host (SMC-R) steps of the CLC handshake. The Accept names the
+// server's slot (region, slot, token) and the group (nonce); the Confirm
+// names the client's. On first contact the two carry the fabric addresses of
+// the group's first link, and both ends connect it before the connection is
+// used; later connections reuse the group.
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <string>
+
+#include "engine/handshake.h"
+#include "engine/remote.h"
+#include "util/log.h"
+#include "util/sys.h"
+#include "wire/decline.h"
+
+namespace usmc::engine {
+
+namespace {
+
+template <typename Msg>
+bool SendMessage(int fd, const Msg& m) {
+  uint8_t buf[wire::kClcMaxSize];
+  size_t n = wire::Encode(m, buf);
+  return n > 0 && SendClc(fd, buf, n);
+}
+
+struct LocalAddr {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  explicit LocalAddr(int fd) {
+    sys::GetSockName(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  }
+  const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&ss); }
+};
+
+std::unique_ptr<Conn> MakeRemoteConn(int fd, shm::Side side,
+                                     const RemoteSlot& s, RemoteConn* rc) {
+  ConnState* st = Arena::Get().Alloc();
+  if (st == nullptr) return nullptr;
+  Conn::Setup setup;
+  setup.tcp_fd = fd;
+  setup.side = side;
+  setup.st = st;
+  setup.seg = s.seg;
+  setup.slot = s.end.slot;
+  setup.remote = rc;
+  AttachRecord(rc, st);
+  return std::make_unique<Conn>(setup);
+}
+
+}  // namespace
+
+HsResult ClientHandshake::OnAcceptRemote(const wire::Accept& a) {
+  uint32_t ring = wire::DecompressRingSize(a.c2s_size_code);
+  if (!shm::Segment::ValidRingBytes(ring) ||
+      wire::DecompressRingSize(a.s2c_size_code) != ring || a.conn_token == 0) {
+    return Decline(wire::kDeclClcMalformed);
+  }
+  LocalAddr local(fd_);
+  std::string err;
+  RemoteGroup* g = ClientGroup(a.peer_id, a.server_pid, a.link_nonce,
+                               local.sa(), local.len, &err);
+  if (g == nullptr) {
+    USMC_LOG("fd=%d no fabric for the cross-host link: %s", fd_, err.c_str());
+    return Decline(wire::kDeclNoSmcrDev);
+  }
+  if (!ReserveRemoteSlot(g, ring, shm::Side::kClient, &rslot_))
+    return Decline(wire::kDeclMem);
+  rslot_held_ = true;
+  wire::Confirm c;
+  c.smcr = true;
+  c.peer_id = HostPeerId();
+  c.link_nonce = a.link_nonce;
+  c.segment_id = rslot_.end.region;
+  c.slot = rslot_.end.slot;
+  c.conn_token = rslot_.end.token;
+  if (a.first_contact &&
+      !AnswerGroup(g, a.link.data(), a.link_len, c.link.data(), c.link.size(),
+                   &c.link_len, &err)) {
+    USMC_LOG("fd=%d first link not answered: %s", fd_, err.c_str());
+    AbandonGroup(g);
+    return Decline(wire::kDeclNoSmcrDev);
+  }
+  if (!SendMessage(fd_, c)) {
+    reason_ = wire::kDeclIntErr;
+    return HsResult::kReset;
+  }
+  if (a.first_contact && !JoinGroup(g, &err)) {
+    USMC_LOG("fd=%d first link did not come up: %s", fd_, err.c_str());
+    AbandonGroup(g);
+    reason_ = wire::kDeclErrRdyLnk;
+    return HsResult::kReset;
+  }
+  RemoteEnd peer{a.segment_id, a.slot, a.conn_token};
+  RemoteConn* rc = BindRemote(rslot_, peer, fd_);
+  if (rc == nullptr) {
+    reason_ = wire::kDeclErrRtok;
+    return HsResult::kReset;
+  }
+  rslot_held_ = false;
+  conn_ = MakeRemoteConn(fd_, shm::Side::kClient, rslot_, rc);
+  if (!conn_) {
+    reason_ = wire::kDeclMem;
+    return HsResult::kReset;
+  }
+  return HsResult::kDone;
+}
+
+HsResult ServerHandshake::OnProposalRemote(const wire::Proposal& p) {
+  uint32_t want = std::max(wire::DecompressRingSize(p.rx_size_code),
+                           wire::DecompressRingSize(p.tx_size_code));
+  uint32_t ring = std::clamp(std::max(want, ring_bytes_), shm::kMinRingBytes,
+                             shm::kMaxRingBytes);
+  LocalAddr local(fd_);
+  std::string err;
+  RemoteGroup* g = ServerGroup(p.peer_id, p.pid, local.sa(), local.len,
+                               &first_contact_, &err);
+  if (g == nullptr) {
+    USMC_LOG("fd=%d no fabric for the cross-host link: %s", fd_, err.c_str());
+    return Decline(wire::kDeclNoSmcrDev);
+  }
+  if (!ReserveRemoteSlot(g, ring, shm::Side::kServer, &rslot_))
+    return Decline(wire::kDeclMem);
+  rslot_held_ = true;
+  remote_ = true;
+  wire::Accept a;
+  a.smcr = true;
+  a.peer_id = HostPeerId();
+  a.server_pid = static_cast<uint32_t>(sys::CachedPid());
+  a.link_nonce = GroupNonce(g);
+  a.segment_id = rslot_.end.region;
+  a.slot = rslot_.end.slot;
+  a.conn_token = rslot_.end.token;
+  a.c2s_size_code = wire::CompressRingSize(ring);
+  a.s2c_size_code = a.c2s_size_code;
+  a.first_contact = first_contact_;
+  if (first_contact_ &&
+      !OfferGroup(g, a.link.data(), a.link.size(), &a.link_len, &err)) {
+    USMC_LOG("fd=%d first link not offered: %s", fd_, err.c_str());
+    ReleaseRemote();
+    AbandonGroup(g);
+    return Decline(wire::kDeclNoSmcrDev);
+  }
+  granted_ = true;
+  link_nonce_ = a.link_nonce;
+  if (!SendMessage(fd_, a)) {
+    reason_ = wire::kDeclIntErr;
+    return HsResult::kReset;
+  }
+  return HsResult::kWantRead;
+}
+
+HsResult ServerHandshake::OnConfirmRemote(const wire::Confirm& c) {
+  if (c.link_nonce != link_nonce_ || c.conn_token == 0) {
+    reason_ = wire::kDeclSyncErr;
+    return HsResult::kReset;
+  }
+  std::string err;
+  if (first_contact_ &&
+      !AcceptGroup(rslot_.group, c.link.data(), c.link_len, &err)) {
+    USMC_LOG("fd=%d first link did not come up: %s", fd_, err.c_str());
+    AbandonGroup(rslot_.group);
+    reason_ = wire::kDeclErrRdyLnk;
+    return HsResult::kReset;
+  }
+  RemoteEnd peer{c.segment_id, c.slot, c.conn_token};
+  RemoteConn* rc = BindRemote(rslot_, peer, fd_);
+  if (rc == nullptr) {
+    reason_ = wire::kDeclErrRtok;
+    return HsResult::kReset;
+  }
+  rslot_held_ = false;
+  conn_ = MakeRemoteConn(fd_, shm::Side::kServer, rslot_, rc);
+  if (!conn_) {
+    reason_ = wire::kDeclMem;
+    return HsResult::kReset;
+  }
+  st_ = conn_->state();
+  return HsResult::kDone;
+}
+
+void ServerHandshake::ReleaseRemote() {
+  if (!rslot_held_) return;
+  rslot_held_ = false;
+  ReleaseRemoteSlot(rslot_);
+  if (first_contact_ && !conn_) AbandonGroup(rslot_.group);
+}
+
+}  // namespace usmc::engine
