@@ -84,6 +84,8 @@ bool StillOurMap(int fd) {
 
 }  // namespace
 
+bool SignalInstalled() { return MapFd() >= 0; }
+
 PeerCapability LookupPeerCapability(int fd, usmc_peer_info* info) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     int map = MapFd();

@@ -30,6 +30,10 @@ enum class PeerCapability {
 // raw record when the result is not kUnknown.
 PeerCapability LookupPeerCapability(int fd, usmc_peer_info* info = nullptr);
 
+// Whether the program is installed (its record map can be opened): then every
+// connection of a process under `usmc run` carried the option on its SYN.
+bool SignalInstalled();
+
 // "capable", "not_capable", "unknown".
 const char* PeerCapabilityName(PeerCapability c);
 

@@ -61,9 +61,11 @@ HsResult ServerHandshake::Step() {
     reason_ = wire::kDeclClcMalformed;
     return HsResult::kReset;
   }
-  if (hdr.type == wire::ClcType::kDecline && granted_) {
+  if (hdr.type == wire::ClcType::kDecline) {
+    // Before a grant: a client whose rules say tcp declines a peer the BPF
+    // signal made expect a Proposal. After: the destructor returns the slot.
     reason_ = wire::kDeclPeerDecl;
-    return HsResult::kFallback;  // the destructor returns the slot
+    return HsResult::kFallback;
   }
   if (!granted_ && hdr.type == wire::ClcType::kProposal) {
     wire::Proposal p;

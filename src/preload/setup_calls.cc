@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "bpf/capability.h"
 #include "engine/remote.h"
 #include "link/shm/registry.h"
 #include "link/shm/synmark.h"
@@ -69,7 +70,7 @@ void RegisterListener(int fd) {
 }
 
 // An unmarked connection from another host whose rules say its peer runs
-// usmc (SMC-R without the BPF signal): a Proposal comes first.
+// usmc, or whose SYN carried the BPF signal: a CLC message comes first.
 bool ExpectsRemoteProposal(int fd) {
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
@@ -77,11 +78,12 @@ bool ExpectsRemoteProposal(int fd) {
       sys::GetPeerName(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) {
     return false;
   }
+  if (shm::IsLocalAddress(reinterpret_cast<sockaddr*>(&peer), pl)) return false;
   std::string rule;
   return Rules().Decide(util::Role::kServer,
                         reinterpret_cast<sockaddr*>(&local), ll,
-                        &rule) == util::Decision::kRemote &&
-         !shm::IsLocalAddress(reinterpret_cast<sockaddr*>(&peer), pl);
+                        &rule) == util::Decision::kRemote ||
+         bpf::LookupPeerCapability(fd) == bpf::PeerCapability::kCapable;
 }
 
 int Accepted(Socket* listener, int nfd, int flags) {
@@ -105,27 +107,35 @@ int Accepted(Socket* listener, int nfd, int flags) {
   return nfd;
 }
 
+struct LinkChoice {
+  bool remote = false;   // the cross-host link, not the same-host one
+  bool probe = false;    // ... if the BPF signal says the peer runs usmc
+  bool decline = false;  // ... then only to decline it (rules say tcp)
+};
+
 // False with *why = 0: not a TCP connect usmc decides on; with a reason: a
-// fallback (see PlainConnect). *remote: the cross-host link, not the
-// same-host one (no SYN mark: the rules told both ends).
+// fallback (see PlainConnect). Cross-host, no SYN mark: the rules told both
+// ends, or the BPF signal tells both during the TCP handshake.
 bool WantsLink(int fd, const sockaddr* addr, socklen_t len, uint32_t* why,
-               bool* remote) {
+               LinkChoice* c) {
   *why = 0;
-  *remote = false;
   if (addr == nullptr ||
       (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
     return false;
   if (!IsTcpSocket(fd)) return false;
   std::string rule;
   util::Decision d = Rules().Decide(util::Role::kClient, addr, len, &rule);
+  bool local = shm::IsLocalAddress(addr, len);
+  bool signal = !local && bpf::SignalInstalled();
   if (d == util::Decision::kTcp) {
     USMC_LOG("fd=%d client rule '%s' says tcp", fd, rule.c_str());
     *why = wire::kDeclRule;
-    return false;
+    c->remote = c->probe = c->decline = signal;
+    return signal;
   }
-  bool local = shm::IsLocalAddress(addr, len);
-  if (d == util::Decision::kRemote && !local) {
-    *remote = true;
+  if (!local && (d == util::Decision::kRemote || signal)) {
+    c->remote = true;
+    c->probe = d != util::Decision::kRemote;
     return true;
   }
   if (!local || !shm::LookupListener(addr, len, true)) {
@@ -217,9 +227,10 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
     return REAL(connect)(fd, addr, len);
   }
   uint32_t why = 0;
-  bool remote = false;
-  if (!WantsLink(fd, addr, len, &why, &remote))
+  LinkChoice choice;
+  if (!WantsLink(fd, addr, len, &why, &choice))
     return PlainConnect(fd, addr, len, why);
+  bool remote = choice.remote;
   shm::SavedTos saved;
   if (!remote && !shm::MarkSyn(fd, &saved)) return REAL(connect)(fd, addr, len);
   bool nonblock = (sys::Fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
@@ -235,6 +246,8 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   s->ring_bytes = TakeRingBytes(fd);
   s->saved_tos = saved;
   s->remote = remote;
+  s->probe_signal = choice.probe;
+  s->decline_remote = choice.decline;
   FdTable::Get().Install(fd, s);
   if (r != 0) {
     s->Unref();

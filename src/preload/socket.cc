@@ -11,6 +11,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "bpf/capability.h"
 #include "preload/epoll.h"
 #include "preload/fdtable.h"
 #include "stats/record.h"
@@ -177,7 +178,31 @@ bool Socket::OnResult(engine::HsResult r) {
   return false;
 }
 
+// The BPF signal (bpf/capability.h) decides after the TCP handshake: a peer
+// that did not signal gets plain TCP; one that did expects a CLC message, a
+// Proposal or, when our rules say tcp, a Decline so it falls back at once.
+bool Socket::SignalAllows() {
+  if (!probe_signal) return true;
+  if (bpf::LookupPeerCapability(fd()) != bpf::PeerCapability::kCapable) {
+    reason = wire::kDeclPeerNoSmc;
+    LogMode(fd(), false, role_, reason);
+    return false;
+  }
+  if (!decline_remote) return true;
+  reason = wire::kDeclRule;
+  wire::Decline d;
+  d.peer_id = engine::HostPeerId();
+  d.diagnosis = wire::kDeclPeerNoSmc;
+  uint8_t buf[wire::kClcMaxSize];
+  size_t n = wire::Encode(d, buf);
+  if (n == 0 || !engine::SendClc(fd(), buf, n)) was_reset = true;
+  LogMode(fd(), false, role_, reason);
+  if (was_reset) ResetTcp(fd());
+  return false;
+}
+
 bool Socket::StartClient() {
+  if (!SignalAllows()) return false;
   client_hs_ =
       std::make_unique<engine::ClientHandshake>(fd(), ring_bytes, remote);
   hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();

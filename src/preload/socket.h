@@ -103,6 +103,11 @@ class Socket {
   uint32_t reason = 0;     // fallback / reset reason of the last failed step
   bool was_reset = false;  // the handshake ended in a reset (not a fallback)
   bool remote = false;  // client: offer the cross-host link, not the same-host
+  // Client, BPF signal installed: the kernel's TCP handshake tells whether the
+  // peer runs usmc; only then is a Proposal (or, with decline_remote, a
+  // Decline) sent once connected.
+  bool probe_signal = false;
+  bool decline_remote = false;
 
  private:
   friend class FdTable;
@@ -110,6 +115,7 @@ class Socket {
   void Reset(SockState st, Role role, int fd);
   void Destroy();
   bool StartClient();
+  bool SignalAllows();
   bool OnResult(engine::HsResult
                     r);  // after a step: the reason is read from the handshake
   bool AdvanceConnecting();
