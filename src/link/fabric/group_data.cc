@@ -103,11 +103,19 @@ void LinkGroup::DrainBacklog() {
     if (PostOne(backlog_.front()) != 0) return;
     backlog_.pop_front();
   }
+  while (!ctrl_backlog_.empty() && !down_) {
+    int via = LinkActive(primary_) ? primary_ : AnyActive();
+    if (via < 0 || slots_[via].link->PostCtrl(ctrl_backlog_.front()) != 0)
+      return;
+    ++counters_.ctrl_sent;
+    ctrl_backlog_.pop_front();
+  }
 }
 
 int LinkGroup::SendCdc(const CdcMsg& m, int link_hint) {
   if (down_) return -ECONNABORTED;
-  if (DeathPending() || !backlog_.empty()) return -EAGAIN;
+  if (DeathPending() || !backlog_.empty() || !ctrl_backlog_.empty())
+    return -EAGAIN;
   int via = LinkActive(link_hint) ? link_hint : primary_;
   if (!LinkActive(via)) via = AnyActive();
   if (via < 0) return -EAGAIN;
@@ -155,7 +163,7 @@ int LinkGroup::WaitFds(pollfd* fds, int max) const {
 }
 
 bool LinkGroup::PrepareSleep() {
-  if (!backlog_.empty() || eq_due_) return false;
+  if (!backlog_.empty() || !ctrl_backlog_.empty() || eq_due_) return false;
   bool any = false;
   for (Slot& s : slots_) {
     if (!s.link) continue;

@@ -97,9 +97,8 @@ void LinkGroup::Failover(int dead, int survivor,
   }
   for (const CtrlBytes& b : ctrl) {
     const auto type = static_cast<MsgType>(b[0]);
-    if (type == MsgType::kCdc || type == MsgType::kDeleteRkey) {
-      if (slots_[survivor].link->PostCtrl(b) == 0) ++counters_.ctrl_sent;
-    }
+    if (type == MsgType::kCdc || type == MsgType::kDeleteRkey)
+      ctrl_backlog_.push_back(b);
   }
   h_->OnLinkDown(static_cast<uint8_t>(dead), kReasonLostPath);
   DrainBacklog();
@@ -109,6 +108,7 @@ void LinkGroup::GroupDown(uint32_t reason) {
   if (down_) return;
   down_ = true;
   backlog_.clear();
+  ctrl_backlog_.clear();
   for (Slot& s : slots_) {
     s.link.reset();
     s = Slot{};

@@ -232,6 +232,9 @@ class LinkGroup : private LinkSink {
   std::vector<LocalRegion> regions_;
   std::unordered_map<uint32_t, RemoteRegion> remote_;
   std::deque<WriteRequest> backlog_;
+  // Control messages of a dead link, sent again only after backlog_: a CDC
+  // must never overtake the re-issued writes whose data it announces.
+  std::deque<CtrlBytes> ctrl_backlog_;
   int primary_ = -1;
   bool down_ = false;
   bool eq_due_ = true;
