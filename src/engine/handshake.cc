@@ -120,8 +120,12 @@ wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len,
 // ---- client
 // -------------------------------------------------------------------------------------
 
-ClientHandshake::ClientHandshake(int tcp_fd, uint32_t ring_bytes, bool remote)
-    : fd_(tcp_fd), ring_bytes_(ring_bytes), remote_(remote) {}
+ClientHandshake::ClientHandshake(int tcp_fd, uint32_t ring_bytes, bool remote,
+                                 bool wait_hello)
+    : fd_(tcp_fd),
+      ring_bytes_(ring_bytes),
+      remote_(remote),
+      wait_hello_(remote && wait_hello) {}
 
 ClientHandshake::~ClientHandshake() {
   if (conn_) conn_->Close();
@@ -129,18 +133,11 @@ ClientHandshake::~ClientHandshake() {
 }
 
 HsResult ClientHandshake::Start() {
-  if (remote_) {
-    wire::Proposal p;
-    p.smcr = true;
-    p.peer_id = HostPeerId();
-    p.pid = static_cast<uint32_t>(sys::CachedPid());
-    p.station_nonce = sys::FastRandom64();
-    p.rx_size_code = wire::CompressRingSize(ring_bytes_);
-    p.tx_size_code = p.rx_size_code;
-    if (SendMsg(fd_, p)) return HsResult::kWantRead;
-    reason_ = wire::kDeclIntErr;
-    return HsResult::kReset;
+  if (wait_hello_) {
+    awaiting_hello_ = true;
+    return HsResult::kWantRead;
   }
+  if (remote_) return SendProposal();
   shm::Station* station = LocalStation();
   if (station == nullptr) {
     reason_ = wire::kDeclNoSmcdDev;
@@ -170,6 +167,7 @@ HsResult ClientHandshake::Decline(uint32_t code) {
 
 bool ClientHandshake::GiveUp() {
   reason_ = wire::kDeclClcTimeout;
+  if (awaiting_hello_) return true;  // nothing sent: nothing to decline
   wire::Decline d;
   d.peer_id = HostPeerId();
   d.diagnosis = wire::kDeclTimeoutCl;
@@ -184,13 +182,17 @@ HsResult ClientHandshake::Step() {
   if (s == wire::ParseStatus::kNeedMore) return HsResult::kWantRead;
   if (s == wire::ParseStatus::kNotClc) {
     // The server wrote application data first: it fell back and will drop our
-    // proposal.
-    reason_ = wire::kDeclServerFirst;
+    // proposal (or, cross-host, it is no usmc server: we sent nothing).
+    reason_ = awaiting_hello_ ? wire::kDeclPeerNoSmc : wire::kDeclServerFirst;
     return HsResult::kFallback;
   }
   if (s != wire::ParseStatus::kOk) {
     reason_ = wire::kDeclClcMalformed;
     return HsResult::kReset;
+  }
+  if (remote_ && hdr.type == wire::ClcType::kProposal) {
+    if (awaiting_hello_) return OnHello(buf, len);
+    return HsResult::kWantRead;  // a hello we did not wait for: skip it
   }
   if (hdr.type == wire::ClcType::kDecline) {
     wire::Decline d;

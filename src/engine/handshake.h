@@ -37,9 +37,14 @@ uint32_t RingBytesFor(
 class ClientHandshake {
  public:
   // remote: offer the cross-host link (SMC-R) instead of the same-host one.
-  ClientHandshake(int tcp_fd, uint32_t ring_bytes, bool remote = false);
+  ClientHandshake(int tcp_fd, uint32_t ring_bytes, bool remote = false,
+                  bool wait_hello = false);
   ~ClientHandshake();  // a Conn made from an Accept but never taken is closed
   // Sends the Proposal. kFallback if the station cannot open or the send fails.
+  // Cross-host and decided by the BPF signal (wait_hello), the server speaks
+  // first (ServerHandshake::SendHello): Start only waits, and nothing is sent
+  // to a peer that turns out to be plain (the option may have been echoed by
+  // a middlebox). A hello that comes when we did not wait is skipped.
   HsResult Start();
   // Reads the Accept (or Decline), maps the segment, sends Confirm.
   HsResult Step();
@@ -58,6 +63,8 @@ class ClientHandshake {
  private:
   HsResult OnAccept(const wire::Accept& a);
   HsResult OnAcceptRemote(const wire::Accept& a);  // handshake_remote.cc
+  HsResult OnHello(const uint8_t* msg, size_t len);
+  HsResult SendProposal();
   HsResult Decline(uint32_t code);
 
   int fd_;
@@ -65,6 +72,8 @@ class ClientHandshake {
   bool remote_;
   RemoteSlot rslot_;  // reserved until a Conn owns it
   bool rslot_held_ = false;
+  bool wait_hello_;
+  bool awaiting_hello_ = false;  // cross-host: nothing sent yet
   uint32_t reason_ = 0;
   bool peer_declined_ = false;
   std::unique_ptr<Conn> conn_;
@@ -78,6 +87,11 @@ class ServerHandshake {
   // Awaits the Proposal (kNotClc at the head of the stream -> kFallback, data
   // left in place), grants a slot, sends the Accept, awaits the Confirm.
   HsResult Step();
+  // Cross-host, at accept, when the BPF signal decided: an SMC-R Proposal from
+  // the server tells the client that a usmc server is there (the TCP option
+  // alone may have been echoed by a middlebox); the client proposes only
+  // after it. False if the send failed.
+  bool SendHello();
   std::unique_ptr<Conn> TakeConn() {
     granted_ = false;  // the slot now belongs to the Conn
     return std::move(conn_);

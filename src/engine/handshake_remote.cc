@@ -51,6 +51,40 @@ std::unique_ptr<Conn> MakeRemoteConn(int fd, shm::Side side,
 
 }  // namespace
 
+HsResult ClientHandshake::OnHello(const uint8_t* msg, size_t len) {
+  awaiting_hello_ = false;
+  wire::Proposal hello;
+  if (wire::Decode({msg, len}, &hello) != wire::ParseStatus::kOk ||
+      !hello.smcr) {
+    return Decline(wire::kDeclClcMalformed);
+  }
+  return SendProposal();
+}
+
+HsResult ClientHandshake::SendProposal() {
+  wire::Proposal p;
+  p.smcr = true;
+  p.peer_id = HostPeerId();
+  p.pid = static_cast<uint32_t>(sys::CachedPid());
+  p.station_nonce = sys::FastRandom64();
+  p.rx_size_code = wire::CompressRingSize(ring_bytes_);
+  p.tx_size_code = p.rx_size_code;
+  if (SendMessage(fd_, p)) return HsResult::kWantRead;
+  reason_ = wire::kDeclIntErr;
+  return HsResult::kReset;
+}
+
+bool ServerHandshake::SendHello() {
+  wire::Proposal p;
+  p.smcr = true;
+  p.peer_id = HostPeerId();
+  p.pid = static_cast<uint32_t>(sys::CachedPid());
+  p.station_nonce = sys::FastRandom64();
+  p.rx_size_code = wire::CompressRingSize(ring_bytes_);
+  p.tx_size_code = p.rx_size_code;
+  return SendMessage(fd_, p);
+}
+
 HsResult ClientHandshake::OnAcceptRemote(const wire::Accept& a) {
   uint32_t ring = wire::DecompressRingSize(a.c2s_size_code);
   if (!shm::Segment::ValidRingBytes(ring) ||

@@ -69,27 +69,34 @@ void RegisterListener(int fd) {
   USMC_LOG("fd=%d listener accelerated (rule '%s')", fd, rule.c_str());
 }
 
+enum class Remote { kNo, kByRule, kBySignal };
+
 // An unmarked connection from another host whose rules say its peer runs
-// usmc, or whose SYN carried the BPF signal: a CLC message comes first.
-bool ExpectsRemoteProposal(int fd) {
+// usmc, or whose SYN carried the BPF signal: a CLC message comes first. When
+// the signal says so, the client may be waiting for our hello.
+Remote ExpectsRemoteProposal(int fd) {
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
   if (sys::GetSockName(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||
-      sys::GetPeerName(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) {
-    return false;
+      sys::GetPeerName(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 ||
+      shm::IsLocalAddress(reinterpret_cast<sockaddr*>(&peer), pl)) {
+    return Remote::kNo;
   }
-  if (shm::IsLocalAddress(reinterpret_cast<sockaddr*>(&peer), pl)) return false;
+  if (bpf::LookupPeerCapability(fd) == bpf::PeerCapability::kCapable)
+    return Remote::kBySignal;
   std::string rule;
   return Rules().Decide(util::Role::kServer,
                         reinterpret_cast<sockaddr*>(&local), ll,
-                        &rule) == util::Decision::kRemote ||
-         bpf::LookupPeerCapability(fd) == bpf::PeerCapability::kCapable;
+                        &rule) == util::Decision::kRemote
+             ? Remote::kByRule
+             : Remote::kNo;
 }
 
 int Accepted(Socket* listener, int nfd, int flags) {
   shm::SynMark mark = shm::ReadSynMark(nfd);
-  if (mark == shm::SynMark::kUnmarked && ExpectsRemoteProposal(nfd))
-    mark = shm::SynMark::kMarked;
+  Remote remote = mark == shm::SynMark::kUnmarked ? ExpectsRemoteProposal(nfd)
+                                                  : Remote::kNo;
+  if (remote != Remote::kNo) mark = shm::SynMark::kMarked;
   if (mark == shm::SynMark::kUnmarked) {
     LogMode(nfd, false, Role::kServer, wire::kDeclPeerNoSmc);
     return nfd;
@@ -99,6 +106,8 @@ int Accepted(Socket* listener, int nfd, int flags) {
   Socket* s = Socket::New(st, Role::kServer, nfd);
   s->nonblock = (flags & SOCK_NONBLOCK) != 0;
   s->ring_bytes = listener->ring_bytes;
+  s->remote = remote != Remote::kNo;
+  s->say_hello = remote == Remote::kBySignal;
   FdTable::Get().Install(nfd, s);
   // The client sends its Proposal as soon as it is connected: it is often here
   // already, and answering now saves the application's event loop a round.

@@ -179,32 +179,46 @@ bool Socket::OnResult(engine::HsResult r) {
 }
 
 // The BPF signal (bpf/capability.h) decides after the TCP handshake: a peer
-// that did not signal gets plain TCP; one that did expects a CLC message, a
-// Proposal or, when our rules say tcp, a Decline so it falls back at once.
-bool Socket::SignalAllows() {
-  if (!probe_signal) return true;
+// that did not signal gets plain TCP (kPlain); one that did runs the
+// handshake (kHandshake) or, when our rules say tcp, is declined (kDeclined):
+// it falls back at once, and the hello it sent at accept is dropped at our
+// first read (kStripProposal).
+Socket::Signal Socket::CheckSignal() {
+  if (!probe_signal) return Signal::kHandshake;
   if (bpf::LookupPeerCapability(fd()) != bpf::PeerCapability::kCapable) {
     reason = wire::kDeclPeerNoSmc;
     LogMode(fd(), false, role_, reason);
-    return false;
+    return Signal::kPlain;
   }
-  if (!decline_remote) return true;
+  if (!decline_remote) return Signal::kHandshake;
   reason = wire::kDeclRule;
   wire::Decline d;
   d.peer_id = engine::HostPeerId();
   d.diagnosis = wire::kDeclPeerNoSmc;
   uint8_t buf[wire::kClcMaxSize];
   size_t n = wire::Encode(d, buf);
-  if (n == 0 || !engine::SendClc(fd(), buf, n)) was_reset = true;
   LogMode(fd(), false, role_, reason);
-  if (was_reset) ResetTcp(fd());
-  return false;
+  if (n == 0 || !engine::SendClc(fd(), buf, n)) {
+    was_reset = true;
+    ResetTcp(fd());
+    return Signal::kPlain;
+  }
+  state_.store(SockState::kStripProposal, std::memory_order_release);
+  EpollMakeNative(fd(), this);
+  return Signal::kDeclined;
 }
 
 bool Socket::StartClient() {
-  if (!SignalAllows()) return false;
-  client_hs_ =
-      std::make_unique<engine::ClientHandshake>(fd(), ring_bytes, remote);
+  switch (CheckSignal()) {
+    case Signal::kPlain:
+      return false;
+    case Signal::kDeclined:
+      return true;
+    case Signal::kHandshake:
+      break;
+  }
+  client_hs_ = std::make_unique<engine::ClientHandshake>(fd(), ring_bytes,
+                                                         remote, probe_signal);
   hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();
   state_.store(SockState::kClientHandshake, std::memory_order_release);
   return OnResult(client_hs_->Start());
@@ -272,6 +286,10 @@ bool Socket::Advance() {
         server_hs_ =
             std::make_unique<engine::ServerHandshake>(fd(), ring_bytes);
         hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();
+        if (say_hello && !server_hs_->SendHello()) {
+          reason = wire::kDeclIntErr;
+          return false;
+        }
       }
       return OnResult(server_hs_->Step());
     case SockState::kServerUnknown:

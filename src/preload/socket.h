@@ -102,7 +102,9 @@ class Socket {
   uint64_t hs_deadline_ns = 0;
   uint32_t reason = 0;     // fallback / reset reason of the last failed step
   bool was_reset = false;  // the handshake ended in a reset (not a fallback)
-  bool remote = false;  // client: offer the cross-host link, not the same-host
+  bool remote = false;     // the cross-host link
+  bool say_hello = false;  // server: the client decided by the BPF signal and
+                           // waits for our hello (a usmc server is here)
   // Client, BPF signal installed: the kernel's TCP handshake tells whether the
   // peer runs usmc; only then is a Proposal (or, with decline_remote, a
   // Decline) sent once connected.
@@ -114,8 +116,9 @@ class Socket {
   Socket() = default;
   void Reset(SockState st, Role role, int fd);
   void Destroy();
+  enum class Signal { kPlain, kHandshake, kDeclined };
   bool StartClient();
-  bool SignalAllows();
+  Signal CheckSignal();
   bool OnResult(engine::HsResult
                     r);  // after a step: the reason is read from the handshake
   bool AdvanceConnecting();

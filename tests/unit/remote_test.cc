@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -81,8 +82,9 @@ struct Pair {
 // connects the link group from both sides).
 void Connect(Pair* p) {
   TcpPair(&p->cfd, &p->sfd);
-  ClientHandshake ch(p->cfd, kRing, /*remote=*/true);
+  ClientHandshake ch(p->cfd, kRing, /*remote=*/true, /*wait_hello=*/true);
   ServerHandshake sh(p->sfd, kRing);
+  ASSERT_TRUE(sh.SendHello());  // cross-host, the server speaks first
   ASSERT_EQ(ch.Start(), HsResult::kWantRead);
   HsResult sr = HsResult::kWantRead;
   std::thread server([&] { sr = Drive(sh, p->sfd); });
@@ -137,6 +139,30 @@ void Forge(Conn* c, const fabric::CdcMsg& m) {
   RemoteConn* rc = c->remote();
   std::lock_guard<std::mutex> l(rc->g->mu);
   rc->g->OnCdc(0, m);
+}
+
+// A plain server (or a middlebox echoing the TCP option for one) never says
+// hello: the client sends nothing, and whatever the server writes stays
+// application data.
+TEST_F(RemoteTest, ClientSendsNothingUntilTheServerSaysHello) {
+  int cfd = -1, sfd = -1;
+  ASSERT_NO_FATAL_FAILURE(TcpPair(&cfd, &sfd));
+  ClientHandshake ch(cfd, kRing, /*remote=*/true, /*wait_hello=*/true);
+  EXPECT_EQ(ch.Start(), HsResult::kWantRead);
+  EXPECT_EQ(ch.Step(), HsResult::kWantRead);
+  uint8_t b;
+  EXPECT_EQ(recv(sfd, &b, 1, MSG_DONTWAIT), -1);  // nothing on the wire
+  EXPECT_EQ(errno, EAGAIN);
+  ASSERT_EQ(write(sfd, "220 banner\r\n", 12), 12);
+  usleep(20000);
+  EXPECT_EQ(ch.Step(), HsResult::kFallback);
+  char banner[12];
+  ASSERT_EQ(recv(cfd, banner, sizeof banner, MSG_DONTWAIT), 12);
+  EXPECT_EQ(0, memcmp(banner, "220 banner\r\n", 12));
+  EXPECT_TRUE(ch.GiveUp());  // a timeout would not send a Decline either
+  EXPECT_EQ(recv(sfd, &b, 1, MSG_DONTWAIT), -1);
+  close(cfd);
+  close(sfd);
 }
 
 TEST_F(RemoteTest, ForgedCursorResetsOnlyThatConnection) {
