@@ -92,6 +92,9 @@ class ServerHandshake {
   // alone may have been echoed by a middlebox); the client proposes only
   // after it. False if the send failed.
   bool SendHello();
+  // A cross-host Proposal is answered with a Decline (`code`): the process is
+  // about to exec, and a link group does not survive that.
+  void RefuseRemote(uint32_t code) { refuse_remote_ = code; }
   std::unique_ptr<Conn> TakeConn() {
     granted_ = false;  // the slot now belongs to the Conn
     return std::move(conn_);
@@ -121,6 +124,7 @@ class ServerHandshake {
   std::unique_ptr<Conn> conn_;
   bool remote_ = false;  // the Proposal asked for the cross-host link
   bool first_contact_ = false;
+  uint32_t refuse_remote_ = 0;
   RemoteSlot rslot_;
   bool rslot_held_ = false;
 };

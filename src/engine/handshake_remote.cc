@@ -142,6 +142,7 @@ HsResult ClientHandshake::OnAcceptRemote(const wire::Accept& a) {
 }
 
 HsResult ServerHandshake::OnProposalRemote(const wire::Proposal& p) {
+  if (refuse_remote_ != 0) return Decline(refuse_remote_);
   uint32_t want = std::max(wire::DecompressRingSize(p.rx_size_code),
                            wire::DecompressRingSize(p.tx_size_code));
   uint32_t ring = std::clamp(std::max(want, ring_bytes_), shm::kMinRingBytes,

@@ -3,6 +3,7 @@
 #include "engine/remote_group.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
@@ -19,7 +20,8 @@ using wire::Cursor;
 
 namespace {
 
-constexpr uint64_t kFenceOffsetInSlot = 2048;  // unused part of a SlotHeader
+constexpr uint64_t kFenceOffsetInSlot = 2048;    // unused part of a SlotHeader
+constexpr uint64_t kCloseLingerNs = 2000000000;  // at most 2 s per close()
 constexpr uint32_t kPeerFlags = wire::kCdcPeerDoneWriting |
                                 wire::kCdcPeerConnClosed |
                                 wire::kCdcPeerConnAbort;
@@ -362,6 +364,14 @@ void RemoteGroup::Abort(RemoteConn* rc) {
   if (rc->dead) return;
   rc->dead = true;
   rc->dirty = false;
+  uint32_t peer = rc->rx->p.conn_flags.load(std::memory_order_acquire);
+  if (peer & (wire::kCdcPeerConnClosed | wire::kCdcPeerConnAbort)) {
+    // The peer closed before its links went (a process that exits after
+    // closing): what it wrote stays readable, then EOF, as over TCP.
+    if (rc->wake_fd >= 0) Wake(rc->wake_fd);
+    MaybeFinish(rc);
+    return;
+  }
   rc->rx->p.conn_flags.fetch_or(wire::kCdcPeerConnAbort,
                                 std::memory_order_release);
   sockaddr unspec{};
@@ -382,6 +392,9 @@ void RemoteGroup::Fail(uint32_t reason) {
   PublishLinks();
 }
 
+// Like close() on TCP, which leaves the kernel to deliver what was sent: the
+// bytes must reach the peer before this process may go, so the close waits
+// (bounded) for its fence write, driving the group itself.
 void RemoteGroup::Closed(RemoteConn* rc) {
   rc->st = nullptr;
   rc->closing = true;
@@ -390,7 +403,29 @@ void RemoteGroup::Closed(RemoteConn* rc) {
     Finish(rc);
     return;
   }
+  uint32_t token = rc->token;
   Flush(rc);
+  uint64_t deadline = sys::NowNs() + kCloseLingerNs;
+  while (phase == Phase::kUp && sys::NowNs() < deadline) {
+    auto it = conns.find(token);
+    if (it == conns.end() || it->second->fence_done || it->second->dead) break;
+    if (lg->Poll() == 0) sched_yield();
+    RetryDirty();
+  }
+}
+
+void RemoteGroup::Drain(uint64_t deadline_ns) {
+  while (phase == Phase::kUp && sys::NowNs() < deadline_ns) {
+    bool pending = std::any_of(conns.begin(), conns.end(), [](auto& e) {
+      return e.second->bound && !e.second->dead &&
+             (e.second->dirty ||
+              e.second->written !=
+                  e.second->tx->p.prod.load(std::memory_order_acquire));
+    });
+    if (!pending && lg->Quiet()) return;
+    RetryDirty();
+    if (lg->Poll() == 0) sched_yield();
+  }
 }
 
 // The connection is over on both paths: the TCP connection may end and the

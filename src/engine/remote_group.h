@@ -95,6 +95,8 @@ class RemoteGroup : public fabric::GroupHandler {
   void RetryDirty();
   void Fail(uint32_t reason);  // group down: every connection aborts
   void Closed(RemoteConn* rc);
+  // Until everything the connections published reached the peer (exit).
+  void Drain(uint64_t deadline_ns);
   void PublishLinks();  // active link count into each record
   void Resync();        // after a failover: every connection re-tells
 

@@ -142,10 +142,29 @@ uint64_t FabricSetupTimeoutNs() {
   return EnvUs("USMC_FABRIC_SETUP_MS", 5000) * 1000000;
 }
 
+// At exit, as the kernel does for TCP sockets: what the program sent before
+// exiting (closed or not) reaches the peer before the links go, bounded.
+void DrainAtExit() {
+  Registry& r = Reg();
+  std::vector<RemoteGroup*> groups;
+  {
+    std::lock_guard<std::mutex> l(r.mu);
+    if (r.pid != sys::CachedPid()) return;
+    groups = r.groups;
+  }
+  uint64_t deadline = sys::NowNs() + 2000000000ull;
+  for (RemoteGroup* g : groups) {
+    std::lock_guard<std::mutex> l(g->mu);
+    if (g->owner == sys::CachedPid()) g->Drain(deadline);
+  }
+}
+
 void StartPump() {
   Registry& r = Reg();
   std::lock_guard<std::mutex> l(r.mu);
   if (r.started && r.pid == sys::CachedPid()) return;
+  static bool registered = [] { return atexit(DrainAtExit) == 0; }();
+  (void)registered;
   r.kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   r.started = true;
   r.pid = sys::CachedPid();

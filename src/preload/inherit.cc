@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <cinttypes>
@@ -50,6 +51,7 @@ bool Describe(Socket* s, std::vector<int>* undo, std::string* out) {
   if (flags < 0 || (flags & FD_CLOEXEC))
     return false;  // does not survive the exec
   SockState st = s->state();
+  if (st == SockState::kServerHandshake && s->remote) s->RefuseRemote();
   if (st == SockState::kConnecting || st == SockState::kClientHandshake ||
       st == SockState::kServerHandshake) {
     s->Finish(sys::NowNs() +
@@ -57,6 +59,14 @@ bool Describe(Socket* s, std::vector<int>* undo, std::string* out) {
   }
   if (s->state() != SockState::kActive) return false;
   engine::Conn* c = s->conn();
+  if (c->remote() != nullptr) {
+    // A cross-host connection lives in this image's link group, which the
+    // exec ends: the peer is told at once (RST), as if the process had died.
+    sockaddr unspec{};
+    unspec.sa_family = AF_UNSPEC;
+    sys::Connect(fd, &unspec, sizeof unspec);
+    return false;
+  }
   shm::Segment* seg = c->segment();
   if (!KeepOpen(seg->fd(), undo)) return false;
   char buf[160];

@@ -111,7 +111,13 @@ int Accepted(Socket* listener, int nfd, int flags) {
   FdTable::Get().Install(nfd, s);
   // The client sends its Proposal as soon as it is connected: it is often here
   // already, and answering now saves the application's event loop a round.
-  if (st == SockState::kServerHandshake && !s->Advance()) DropToPlain(nfd, s);
+  // Not cross-host by rule: a link group belongs to a process, and a
+  // fork-per-connection server must set its connection up in the child (the
+  // hello of a signalled connection goes now; the Proposal follows it).
+  if (st == SockState::kServerHandshake && remote != Remote::kByRule &&
+      !s->Advance()) {
+    DropToPlain(nfd, s);
+  }
   s->Unref();
   return nfd;
 }

@@ -282,15 +282,7 @@ bool Socket::Advance() {
     case SockState::kClientHandshake:
       return OnResult(client_hs_->Step());
     case SockState::kServerHandshake:
-      if (!server_hs_) {
-        server_hs_ =
-            std::make_unique<engine::ServerHandshake>(fd(), ring_bytes);
-        hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();
-        if (say_hello && !server_hs_->SendHello()) {
-          reason = wire::kDeclIntErr;
-          return false;
-        }
-      }
+      if (!StartServer()) return false;
       return OnResult(server_hs_->Step());
     case SockState::kServerUnknown:
       return AdvanceUnknown();
@@ -346,6 +338,24 @@ bool Socket::Finish(uint64_t deadline_ns) {
     int ms = static_cast<int>((until - now + 999999) / 1000000);
     if (sys::Poll(&p, 1, ms) < 0 && errno == EINTR) return true;
   }
+}
+
+bool Socket::StartServer() {
+  if (server_hs_) return true;
+  server_hs_ = std::make_unique<engine::ServerHandshake>(fd(), ring_bytes);
+  hs_deadline_ns = sys::NowNs() + engine::ClcDeadlineNs();
+  if (say_hello && !server_hs_->SendHello()) {
+    reason = wire::kDeclIntErr;
+    return false;
+  }
+  return true;
+}
+
+void Socket::RefuseRemote() {
+  std::lock_guard<std::mutex> lock(mu);
+  if (state() != SockState::kServerHandshake || !remote || !StartServer())
+    return;
+  server_hs_->RefuseRemote(wire::kDeclModeUnsupp);
 }
 
 engine::ConnState* Socket::SharedState() const {

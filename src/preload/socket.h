@@ -73,6 +73,10 @@ class Socket {
   // is plain (the caller drops it); true with errno EAGAIN/EINTR if the wait
   // ended first.
   bool StripWait(uint64_t deadline_ns);
+  // Before an exec: a cross-host handshake this server has not finished is
+  // declined (the link group would not survive the exec), so the new image
+  // inherits a plain TCP connection with a clean stream.
+  void RefuseRemote();
   // True if the socket still needs kernel readiness to make handshake progress,
   // and which.
   uint32_t HandshakeInterest() const;
@@ -118,6 +122,7 @@ class Socket {
   void Destroy();
   enum class Signal { kPlain, kHandshake, kDeclined };
   bool StartClient();
+  bool StartServer();  // under mu: the server handshake exists (hello sent)
   Signal CheckSignal();
   bool OnResult(engine::HsResult
                     r);  // after a step: the reason is read from the handshake

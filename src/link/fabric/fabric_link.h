@@ -139,6 +139,10 @@ class FabricLink {
   // When the peer last sent something on this link (CLOCK_MONOTONIC).
   uint64_t last_rx_ns() const { return last_rx_ns_; }
   size_t writes_in_flight() const { return wslots_.size() - wfree_.size(); }
+  // Control messages posted or queued and not yet completed.
+  size_t ctrl_in_flight() const {
+    return cslots_.size() - cfree_.size() + ctrlq_.size();
+  }
   size_t write_capacity() const { return wslots_.size(); }
 
  private:

@@ -126,6 +126,17 @@ int LinkGroup::SendCdc(const CdcMsg& m, int link_hint) {
   return rc == 0 ? 0 : -EAGAIN;
 }
 
+bool LinkGroup::Quiet() const {
+  if (!backlog_.empty() || !ctrl_backlog_.empty()) return false;
+  for (const Slot& s : slots_) {
+    if (s.link && s.link->state() == FabricLink::State::kUp &&
+        (s.link->writes_in_flight() != 0 || s.link->ctrl_in_flight() != 0)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 int LinkGroup::Poll(int max_per_link) {
   int n = 0;
   for (Slot& s : slots_) {

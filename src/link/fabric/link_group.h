@@ -144,6 +144,9 @@ class LinkGroup : private LinkSink {
   void DeleteLink(int i, uint32_t reason = kReasonOpInitTerm);
 
   int ActiveLinks() const;
+  // Nothing posted or queued is still on its way (every write and control
+  // message completed): what the owner sent is at the peer.
+  bool Quiet() const;
   bool LinkActive(int i) const;
   int primary() const { return primary_; }
   bool down() const { return down_; }
