@@ -35,8 +35,10 @@ bool SendMsg(int fd, const Msg& m) {
   return n > 0 && SendClc(fd, buf, n);
 }
 
+}  // namespace
+
 std::unique_ptr<Conn> MakeConn(int fd, shm::Side side, shm::Segment* seg,
-                               uint32_t slot) {
+                               uint32_t slot, RemoteConn* remote) {
   ConnState* st = Arena::Get().Alloc();
   if (st == nullptr) return nullptr;
   Conn::Setup s;
@@ -45,10 +47,10 @@ std::unique_ptr<Conn> MakeConn(int fd, shm::Side side, shm::Segment* seg,
   s.st = st;
   s.seg = seg;
   s.slot = slot;
+  s.remote = remote;
+  if (remote != nullptr) AttachRecord(remote, st);
   return std::make_unique<Conn>(s);
 }
-
-}  // namespace
 
 uint64_t ClcDeadlineNs() {
   return static_cast<uint64_t>(EnvLong("USMC_CLC_TIMEOUT_MS", 6000)) * 1000000;

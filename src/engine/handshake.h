@@ -129,6 +129,11 @@ class ServerHandshake {
   bool rslot_held_ = false;
 };
 
+// A Conn on a slot, with a fresh arena record (nullptr when the arena is
+// full); `remote` for the cross-host link.
+std::unique_ptr<Conn> MakeConn(int fd, shm::Side side, shm::Segment* seg,
+                               uint32_t slot, RemoteConn* remote = nullptr);
+
 // Reads one whole CLC message at the head of the socket without blocking.
 // Returns kOk with the message in buf/len, kNeedMore if it is not all there
 // yet, kNotClc if application data is at the head (nothing consumed), or an

@@ -34,19 +34,23 @@ struct LocalAddr {
   const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&ss); }
 };
 
-std::unique_ptr<Conn> MakeRemoteConn(int fd, shm::Side side,
-                                     const RemoteSlot& s, RemoteConn* rc) {
-  ConnState* st = Arena::Get().Alloc();
-  if (st == nullptr) return nullptr;
-  Conn::Setup setup;
-  setup.tcp_fd = fd;
-  setup.side = side;
-  setup.st = st;
-  setup.seg = s.seg;
-  setup.slot = s.end.slot;
-  setup.remote = rc;
-  AttachRecord(rc, st);
-  return std::make_unique<Conn>(setup);
+// The handshake agreed: the reserved slot is bound to the peer's end and
+// becomes a Conn. kDone, or kReset with *reason (the slot is given back).
+HsResult BindConn(int fd, shm::Side side, const RemoteSlot& s,
+                  const RemoteEnd& peer, bool* held, std::unique_ptr<Conn>* out,
+                  uint32_t* reason) {
+  RemoteConn* rc = BindRemote(s, peer, fd);
+  if (rc == nullptr) {
+    *reason = wire::kDeclErrRtok;
+    return HsResult::kReset;
+  }
+  *out = MakeConn(fd, side, s.seg, s.end.slot, rc);
+  if (!*out) {
+    *reason = wire::kDeclMem;
+    return HsResult::kReset;  // *held: the destructor gives the slot back
+  }
+  *held = false;
+  return HsResult::kDone;
 }
 
 }  // namespace
@@ -126,19 +130,9 @@ HsResult ClientHandshake::OnAcceptRemote(const wire::Accept& a) {
     reason_ = wire::kDeclErrRdyLnk;
     return HsResult::kReset;
   }
-  RemoteEnd peer{a.segment_id, a.slot, a.conn_token};
-  RemoteConn* rc = BindRemote(rslot_, peer, fd_);
-  if (rc == nullptr) {
-    reason_ = wire::kDeclErrRtok;
-    return HsResult::kReset;
-  }
-  rslot_held_ = false;
-  conn_ = MakeRemoteConn(fd_, shm::Side::kClient, rslot_, rc);
-  if (!conn_) {
-    reason_ = wire::kDeclMem;
-    return HsResult::kReset;
-  }
-  return HsResult::kDone;
+  return BindConn(fd_, shm::Side::kClient, rslot_,
+                  {a.segment_id, a.slot, a.conn_token}, &rslot_held_, &conn_,
+                  &reason_);
 }
 
 HsResult ServerHandshake::OnProposalRemote(const wire::Proposal& p) {
@@ -199,20 +193,11 @@ HsResult ServerHandshake::OnConfirmRemote(const wire::Confirm& c) {
     reason_ = wire::kDeclErrRdyLnk;
     return HsResult::kReset;
   }
-  RemoteEnd peer{c.segment_id, c.slot, c.conn_token};
-  RemoteConn* rc = BindRemote(rslot_, peer, fd_);
-  if (rc == nullptr) {
-    reason_ = wire::kDeclErrRtok;
-    return HsResult::kReset;
-  }
-  rslot_held_ = false;
-  conn_ = MakeRemoteConn(fd_, shm::Side::kServer, rslot_, rc);
-  if (!conn_) {
-    reason_ = wire::kDeclMem;
-    return HsResult::kReset;
-  }
-  st_ = conn_->state();
-  return HsResult::kDone;
+  HsResult r = BindConn(fd_, shm::Side::kServer, rslot_,
+                        {c.segment_id, c.slot, c.conn_token}, &rslot_held_,
+                        &conn_, &reason_);
+  if (r == HsResult::kDone) st_ = conn_->state();
+  return r;
 }
 
 void ServerHandshake::ReleaseRemote() {
