@@ -14,6 +14,11 @@
 // CDCs to the local slot's control words, where the Conn validates them as it
 // validates a same-host peer.
 //
+// Send space: a byte of the send ring is written over only after the peer's
+// consumer cursor passed it, which it can only do once the write carrying it
+// completed; a failover re-issues unfinished writes minus what the peer
+// consumed (OnReissue), from the same bytes.
+//
 // Wake-ups: only the progress thread sees that the peer's data, space or
 // close arrived, so it is the side that rings: it clears the local waiting
 // flag (exchanging it, as the ringing side does on shared memory) and bumps
