@@ -5,7 +5,7 @@
 // Invariants:
 // - `mu` guards every member and every call into `lg`, including Poll, so
 //   the handler callbacks below run with `mu` held; lock order is a Conn's
-//   tx_mu/rx_mu, then `mu`.
+//   tx_mu/rx_mu, or the process's group registry (remote_pump.cc), then `mu`.
 // - A RemoteConn is in `conns` (by its local token) from the reservation of
 //   its slot until its close completed (Finish) or the reservation was given
 //   back (Unreserve); only then is it deleted. Until Bind it only receives:

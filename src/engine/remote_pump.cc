@@ -146,15 +146,13 @@ uint64_t FabricSetupTimeoutNs() {
 // exiting (closed or not) reaches the peer before the links go, bounded.
 void DrainAtExit() {
   Registry& r = Reg();
-  std::vector<RemoteGroup*> groups;
-  {
-    std::lock_guard<std::mutex> l(r.mu);
-    if (r.pid != sys::CachedPid()) return;
-    groups = r.groups;
-  }
+  // Held throughout: the progress thread deletes a group only after taking
+  // it out of the list under this lock (lock order: registry, then group).
+  std::lock_guard<std::mutex> l(r.mu);
+  if (r.pid != sys::CachedPid()) return;
   uint64_t deadline = sys::NowNs() + 2000000000ull;
-  for (RemoteGroup* g : groups) {
-    std::lock_guard<std::mutex> l(g->mu);
+  for (RemoteGroup* g : r.groups) {
+    std::lock_guard<std::mutex> gl(g->mu);
     if (g->owner == sys::CachedPid()) g->Drain(deadline);
   }
 }
