@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <thread>
@@ -27,6 +28,10 @@ struct Registry {
   std::mutex mu;
   std::vector<RemoteGroup*> groups;
   bool started = false;
+  // Exit: the thread must not enter libfabric again (its exit handlers run
+  // after ours). Set under mu before any group is drained; read with a
+  // group's lock held.
+  std::atomic<bool> stopping{false};
   pid_t pid = 0;
   int kick_fd = -1;
 };
@@ -47,6 +52,7 @@ bool Service(RemoteGroup* g, std::vector<pollfd>* fds, int* timeout_ms,
              bool* reap) {
   std::unique_lock<std::mutex> l(g->mu, std::try_to_lock);
   if (!l.owns_lock()) return true;  // a handshake or a Conn is in there
+  if (Reg().stopping.load()) return false;
   if (g->phase == RemoteGroup::Phase::kSetup) {
     if (g->setup_deadline_ns != 0 && sys::NowNs() > g->setup_deadline_ns)
       g->Fail(0);
@@ -92,6 +98,7 @@ void PumpLoop() {
   for (unsigned i = 0;; ++i) {
     {
       std::lock_guard<std::mutex> l(r.mu);
+      if (r.stopping) break;
       snapshot = r.groups;
     }
     fds.clear();
@@ -150,6 +157,7 @@ void DrainAtExit() {
   // it out of the list under this lock (lock order: registry, then group).
   std::lock_guard<std::mutex> l(r.mu);
   if (r.pid != sys::CachedPid()) return;
+  r.stopping.store(true);
   uint64_t deadline = sys::NowNs() + 2000000000ull;
   for (RemoteGroup* g : r.groups) {
     std::lock_guard<std::mutex> gl(g->mu);
@@ -181,6 +189,7 @@ void RemoteAfterForkChild() {
   new (&r.mu) std::mutex;  // a parent thread may have held it at fork
   r.groups.clear();        // the parent's: never touched here
   r.started = false;
+  r.stopping.store(false);
   r.kick_fd = -1;
 }
 
