@@ -40,7 +40,14 @@ int Conn::Shutdown(int how) {
 }
 
 bool Conn::Close() {
-  if (st_->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return false;
+  if (remote_ != nullptr) {
+    // Cross-host, only the process that set the connection up holds it: a
+    // child forked later (a background save, say) neither uses nor keeps it,
+    // so the parent's close ends it even while the child lives.
+    if (!RemoteMine(remote_)) return false;
+  } else if (st_->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+    return false;
+  }
   uint32_t peer = rx_->p.conn_flags.load(std::memory_order_acquire);
   bool unread = BytesReadable() > 0 && !(peer & wire::kCdcPeerConnAbort);
   uint32_t flag = unread ? wire::kCdcPeerConnAbort : wire::kCdcPeerConnClosed;

@@ -152,6 +152,8 @@ void RemoteClosed(RemoteConn* rc) {
 
 int RemoteWakeFd(const RemoteConn* rc) { return rc->wake_fd; }
 
+bool RemoteMine(const RemoteConn* rc) { return Mine(rc->g); }
+
 uint32_t RemoteGroupId(const RemoteConn* rc) { return rc->g->id; }
 
 int RemoteLinks(const RemoteConn* rc) {

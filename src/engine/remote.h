@@ -109,6 +109,10 @@ RemoteConn* BindRemote(const RemoteSlot& s, const RemoteEnd& peer, int tcp_fd);
 // The connection's arena record, for `usmc ss` (group id, links).
 void AttachRecord(RemoteConn* rc, struct ConnState* st);
 
+// True in the process that set the connection up; a forked child's copy is
+// not usable (its writes would never leave this host) and does not hold it.
+bool RemoteMine(const RemoteConn* rc);
+
 // Called by Conn after it published its own cursors or flags.
 void RemoteFlush(RemoteConn* rc);
 // The peer's FIN or RST arrived on TCP: apply every CDC already received, so

@@ -100,6 +100,10 @@ int Conn::SendError(int flags) const {
 }
 
 ssize_t Conn::Send(const iovec* iov, int iovcnt, int flags, int timeout_ms) {
+  if (remote_ != nullptr && !RemoteMine(remote_)) {
+    errno = ENOTCONN;  // a forked child's copy of a cross-host connection
+    return -1;
+  }
   size_t total = 0;
   for (int i = 0; i < iovcnt; ++i) total += iov[i].iov_len;
   bool nonblock = (flags & MSG_DONTWAIT) || nonblocking();
