@@ -65,28 +65,30 @@ HsResult ClientHandshake::OnHello(const uint8_t* msg, size_t len) {
   return SendProposal();
 }
 
-HsResult ClientHandshake::SendProposal() {
+namespace {
+
+// The SMC-R Proposal: the client's, and the server's hello.
+bool SendRemoteProposal(int fd, uint32_t ring_bytes) {
   wire::Proposal p;
   p.smcr = true;
   p.peer_id = HostPeerId();
   p.pid = static_cast<uint32_t>(sys::CachedPid());
   p.station_nonce = sys::FastRandom64();
-  p.rx_size_code = wire::CompressRingSize(ring_bytes_);
+  p.rx_size_code = wire::CompressRingSize(ring_bytes);
   p.tx_size_code = p.rx_size_code;
-  if (SendMessage(fd_, p)) return HsResult::kWantRead;
+  return SendMessage(fd, p);
+}
+
+}  // namespace
+
+HsResult ClientHandshake::SendProposal() {
+  if (SendRemoteProposal(fd_, ring_bytes_)) return HsResult::kWantRead;
   reason_ = wire::kDeclIntErr;
   return HsResult::kReset;
 }
 
 bool ServerHandshake::SendHello() {
-  wire::Proposal p;
-  p.smcr = true;
-  p.peer_id = HostPeerId();
-  p.pid = static_cast<uint32_t>(sys::CachedPid());
-  p.station_nonce = sys::FastRandom64();
-  p.rx_size_code = wire::CompressRingSize(ring_bytes_);
-  p.tx_size_code = p.rx_size_code;
-  return SendMessage(fd_, p);
+  return SendRemoteProposal(fd_, ring_bytes_);
 }
 
 HsResult ClientHandshake::OnAcceptRemote(const wire::Accept& a) {

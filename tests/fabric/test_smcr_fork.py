@@ -13,13 +13,11 @@ without EOF for good (the parent's side would never be closed).
 Usage: test_smcr_fork.py --usmc PATH --netns PATH
 Exits 77 (skipped) when not root.
 """
-import argparse
-import fcntl
-import os
 import subprocess
 import sys
 
-LOCK = "/run/usmc-fabric-netns.lock"
+from smcr_hosts import env_for, main
+
 PORT = 7831
 
 SERVER = r"""
@@ -46,14 +44,6 @@ while True:
     got += d
 print("GOT %%r EOF after %%.2f" %% (got, time.monotonic() - t0), flush=True)
 """ % PORT
-
-
-def env_for(links):
-    e = dict(os.environ)
-    e.update({"USMC_RULES": "remote any 10.77.0.0/16",
-              "USMC_FABRIC_ALLOW_TCP": "1", "USMC_FABRIC_PROVIDER": "tcp",
-              "USMC_FABRIC_LINKS": links, "USMC_DEBUG": "1"})
-    return e
 
 
 def run(args):
@@ -88,25 +78,5 @@ def run(args):
             server.wait()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--usmc", required=True)
-    ap.add_argument("--netns", required=True)
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("SKIP: needs root (network namespaces)")
-        return 77
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(["bash", args.netns, "up"], check=True)
-        try:
-            err = run(args)
-        finally:
-            if os.environ.get("USMC_TEST_KEEP") != "1":
-                subprocess.run(["bash", args.netns, "down"])
-    print(err if err else "PASSED")
-    return 1 if err else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(run))

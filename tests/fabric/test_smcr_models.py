@@ -14,26 +14,17 @@ reason MODEUNSUPP, the server's diagnosis), stream intact.
 Usage: test_smcr_models.py --usmc PATH --tools DIR --netns PATH
 Exits 77 (skipped) when not root. USMC_TEST_QUICK=1: a subset of models.
 """
-import argparse
-import fcntl
 import os
 import re
 import subprocess
 import sys
 
-LOCK = "/run/usmc-fabric-netns.lock"
+from smcr_hosts import env_for, main
+
 MODELS = ["blocking", "thread", "fork", "exec", "epoll-lt", "epoll-et",
           "oneshot", "poll", "select"]
 QUICK = ["blocking", "fork", "exec", "epoll-et"]
 PORT = 7811
-
-
-def env_for(links):
-    e = dict(os.environ)
-    e.update({"USMC_RULES": "remote any 10.77.0.0/16",
-              "USMC_FABRIC_ALLOW_TCP": "1", "USMC_FABRIC_PROVIDER": "tcp",
-              "USMC_FABRIC_LINKS": links, "USMC_DEBUG": "1"})
-    return e
 
 
 def modes(text):
@@ -87,36 +78,18 @@ def run_case(args, model, proto):
     return None
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--usmc", required=True)
-    ap.add_argument("--tools", required=True)
-    ap.add_argument("--netns", required=True)
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("SKIP: needs root (network namespaces)")
-        return 77
+def run_all(args):
     models = QUICK if os.environ.get("USMC_TEST_QUICK") == "1" else MODELS
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(["bash", args.netns, "up"], check=True)
-        failures = []
-        try:
-            for model in models:
-                for proto in ("echo", "banner"):
-                    err = run_case(args, model, proto)
-                    print(f"{model}/{proto}: {'ok' if err is None else 'FAIL'}",
-                          flush=True)
-                    if err:
-                        failures.append(f"{model}/{proto}: {err}")
-        finally:
-            if os.environ.get("USMC_TEST_KEEP") != "1":
-                subprocess.run(["bash", args.netns, "down"])
-    for f in failures:
-        print(f)
-    print("FAILED" if failures else "PASSED")
-    return 1 if failures else 0
+    failures = []
+    for model in models:
+        for proto in ("echo", "banner"):
+            err = run_case(args, model, proto)
+            print(f"{model}/{proto}: {'ok' if err is None else 'FAIL'}",
+                  flush=True)
+            if err:
+                failures.append(f"{model}/{proto}: {err}")
+    return "\n".join(failures) if failures else None
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(run_all, extra_args=("--tools",)))

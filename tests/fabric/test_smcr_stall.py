@@ -12,15 +12,14 @@ connection (ECONNRESET, or EPIPE) instead of hanging, within the bound.
 Usage: test_smcr_stall.py --usmc PATH --netns PATH
 Exits 77 (skipped) when not root.
 """
-import argparse
-import fcntl
 import os
 import signal
 import subprocess
 import sys
 import time
 
-LOCK = "/run/usmc-fabric-netns.lock"
+from smcr_hosts import env_for, main
+
 PORT = 7821
 KEEPALIVE_MS = 300
 
@@ -58,20 +57,11 @@ except OSError as e:
 """ % PORT
 
 
-def env_for(links):
-    e = dict(os.environ)
-    e.update({"USMC_RULES": "remote any 10.77.0.0/16",
-              "USMC_FABRIC_ALLOW_TCP": "1", "USMC_FABRIC_PROVIDER": "tcp",
-              "USMC_FABRIC_LINKS": links,
-              "USMC_FABRIC_KEEPALIVE_MS": str(KEEPALIVE_MS),
-              "USMC_DEBUG": "1"})
-    return e
-
-
 def run(args):
     server = subprocess.Popen(
         ["nsenter", "--net=/run/netns/usmcB", args.usmc, "run", "--",
-         "python3", "-c", SERVER], env=env_for("10.77.1.2,10.77.2.2"),
+         "python3", "-c", SERVER],
+        env=env_for("10.77.1.2,10.77.2.2", USMC_FABRIC_KEEPALIVE_MS=KEEPALIVE_MS),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     client = None
     try:
@@ -80,7 +70,9 @@ def run(args):
                 return "server did not start"
         client = subprocess.Popen(
             ["nsenter", "--net=/run/netns/usmcA", args.usmc, "run", "--",
-             "python3", "-c", CLIENT], env=env_for("10.77.1.1,10.77.2.1"),
+             "python3", "-c", CLIENT],
+            env=env_for("10.77.1.1,10.77.2.1",
+                        USMC_FABRIC_KEEPALIVE_MS=KEEPALIVE_MS),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         log = []
@@ -119,25 +111,5 @@ def run(args):
                 p.wait()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--usmc", required=True)
-    ap.add_argument("--netns", required=True)
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("SKIP: needs root (network namespaces)")
-        return 77
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(["bash", args.netns, "up"], check=True)
-        try:
-            err = run(args)
-        finally:
-            if os.environ.get("USMC_TEST_KEEP") != "1":
-                subprocess.run(["bash", args.netns, "down"])
-    print(err if err else "PASSED")
-    return 1 if err else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(run))
