@@ -28,13 +28,6 @@ long EnvLong(const char* name, long dflt) {
   return v != nullptr && *v != '\0' ? strtol(v, nullptr, 0) : dflt;
 }
 
-template <typename Msg>
-bool SendMsg(int fd, const Msg& m) {
-  uint8_t buf[wire::kClcMaxSize];
-  size_t n = wire::Encode(m, buf);
-  return n > 0 && SendClc(fd, buf, n);
-}
-
 }  // namespace
 
 std::unique_ptr<Conn> MakeConn(int fd, shm::Side side, shm::Segment* seg,
@@ -90,6 +83,13 @@ uint32_t DefaultRingBytes() {
     v = std::max({v, EnvLong("USMC_RCVBUF", 0), EnvLong("USMC_SNDBUF", 0)});
     return RingBytesFor(static_cast<uint64_t>(v));
   });
+}
+
+bool SendDecline(int fd, uint32_t code) {
+  wire::Decline d;
+  d.peer_id = HostPeerId();
+  d.diagnosis = wire::IsWireDeclineCode(code) ? code : wire::kDeclIntErr;
+  return SendClcMessage(fd, d);
 }
 
 bool SendClc(int fd, const uint8_t* buf, size_t len) {
@@ -152,7 +152,7 @@ HsResult ClientHandshake::Start() {
   p.station_nonce = station->nonce();
   p.rx_size_code = wire::CompressRingSize(ring_bytes_);
   p.tx_size_code = p.rx_size_code;
-  if (!SendMsg(fd_, p)) {
+  if (!SendClcMessage(fd_, p)) {
     reason_ = wire::kDeclIntErr;
     return HsResult::kReset;
   }
@@ -161,19 +161,13 @@ HsResult ClientHandshake::Start() {
 
 HsResult ClientHandshake::Decline(uint32_t code) {
   reason_ = code;
-  wire::Decline d;
-  d.peer_id = HostPeerId();
-  d.diagnosis = wire::IsWireDeclineCode(code) ? code : wire::kDeclIntErr;
-  return SendMsg(fd_, d) ? HsResult::kFallback : HsResult::kReset;
+  return SendDecline(fd_, code) ? HsResult::kFallback : HsResult::kReset;
 }
 
 bool ClientHandshake::GiveUp() {
   reason_ = wire::kDeclClcTimeout;
   if (awaiting_hello_) return true;  // nothing sent: nothing to decline
-  wire::Decline d;
-  d.peer_id = HostPeerId();
-  d.diagnosis = wire::kDeclTimeoutCl;
-  return SendMsg(fd_, d);
+  return SendDecline(fd_, wire::kDeclTimeoutCl);
 }
 
 HsResult ClientHandshake::Step() {
@@ -247,7 +241,7 @@ HsResult ClientHandshake::OnAccept(const wire::Accept& a) {
   c.segment_id = a.segment_id;
   c.slot = a.slot;
   c.conn_token = a.conn_token;
-  if (!SendMsg(fd_, c)) {
+  if (!SendClcMessage(fd_, c)) {
     reason_ = wire::kDeclIntErr;
     return HsResult::kReset;  // the destructor closes conn_
   }

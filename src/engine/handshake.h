@@ -142,6 +142,18 @@ wire::ParseStatus ReadClc(int fd, uint8_t* buf, size_t cap, size_t* len,
                           wire::ClcHeader* hdr);
 bool SendClc(int fd, const uint8_t* buf, size_t len);
 
+// Encodes and sends one CLC message; false if it did not all go.
+template <typename Msg>
+bool SendClcMessage(int fd, const Msg& m) {
+  uint8_t buf[wire::kClcMaxSize];
+  size_t n = wire::Encode(m, buf);
+  return n > 0 && SendClc(fd, buf, n);
+}
+
+// A Decline with this host's identity; a code that has no wire form goes as
+// INTERR.
+bool SendDecline(int fd, uint32_t code);
+
 }  // namespace usmc::engine
 
 #endif  // USMC_ENGINE_HANDSHAKE_H_

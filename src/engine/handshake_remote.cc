@@ -18,13 +18,6 @@ namespace usmc::engine {
 
 namespace {
 
-template <typename Msg>
-bool SendMessage(int fd, const Msg& m) {
-  uint8_t buf[wire::kClcMaxSize];
-  size_t n = wire::Encode(m, buf);
-  return n > 0 && SendClc(fd, buf, n);
-}
-
 struct LocalAddr {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
@@ -76,7 +69,7 @@ bool SendRemoteProposal(int fd, uint32_t ring_bytes) {
   p.station_nonce = sys::FastRandom64();
   p.rx_size_code = wire::CompressRingSize(ring_bytes);
   p.tx_size_code = p.rx_size_code;
-  return SendMessage(fd, p);
+  return SendClcMessage(fd, p);
 }
 
 }  // namespace
@@ -122,7 +115,7 @@ HsResult ClientHandshake::OnAcceptRemote(const wire::Accept& a) {
     AbandonGroup(g);
     return Decline(wire::kDeclNoSmcrDev);
   }
-  if (!SendMessage(fd_, c)) {
+  if (!SendClcMessage(fd_, c)) {
     reason_ = wire::kDeclIntErr;
     return HsResult::kReset;
   }
@@ -175,7 +168,7 @@ HsResult ServerHandshake::OnProposalRemote(const wire::Proposal& p) {
   }
   granted_ = true;
   link_nonce_ = a.link_nonce;
-  if (!SendMessage(fd_, a)) {
+  if (!SendClcMessage(fd_, a)) {
     reason_ = wire::kDeclIntErr;
     return HsResult::kReset;
   }

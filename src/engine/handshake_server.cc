@@ -38,12 +38,7 @@ ServerHandshake::~ServerHandshake() {
 
 HsResult ServerHandshake::Decline(uint32_t code) {
   reason_ = code;
-  wire::Decline d;
-  d.peer_id = HostPeerId();
-  d.diagnosis = wire::IsWireDeclineCode(code) ? code : wire::kDeclIntErr;
-  uint8_t buf[wire::kClcMaxSize];
-  size_t n = wire::Encode(d, buf);
-  return n > 0 && SendClc(fd_, buf, n) ? HsResult::kFallback : HsResult::kReset;
+  return SendDecline(fd_, code) ? HsResult::kFallback : HsResult::kReset;
 }
 
 HsResult ServerHandshake::Step() {
@@ -120,9 +115,7 @@ HsResult ServerHandshake::OnProposal(const wire::Proposal& p) {
   a.c2s_size_code = wire::CompressRingSize(ring);
   a.s2c_size_code = a.c2s_size_code;
   a.first_contact = g.first_contact;
-  uint8_t buf[wire::kClcMaxSize];
-  size_t n = wire::Encode(a, buf);
-  if (n == 0 || !SendClc(fd_, buf, n)) {
+  if (!SendClcMessage(fd_, a)) {
     reason_ = wire::kDeclIntErr;
     return HsResult::kReset;
   }

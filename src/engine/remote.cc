@@ -154,11 +154,4 @@ int RemoteWakeFd(const RemoteConn* rc) { return rc->wake_fd; }
 
 bool RemoteMine(const RemoteConn* rc) { return Mine(rc->g); }
 
-uint32_t RemoteGroupId(const RemoteConn* rc) { return rc->g->id; }
-
-int RemoteLinks(const RemoteConn* rc) {
-  std::lock_guard<std::mutex> l(rc->g->mu);
-  return rc->g->lg ? rc->g->lg->ActiveLinks() : 0;
-}
-
 }  // namespace usmc::engine

@@ -125,10 +125,6 @@ void RemoteClosed(RemoteConn* rc);
 // proceed; readable until Conn::Pump drains it.
 int RemoteWakeFd(const RemoteConn* rc);
 
-// For `usmc ss`: the group's id and active links.
-uint32_t RemoteGroupId(const RemoteConn* rc);
-int RemoteLinks(const RemoteConn* rc);
-
 // True on threads inside the fabric layer (the progress thread, a handshake
 // setting up links): libfabric's own sockets must stay plain.
 bool InsideFabric();

@@ -27,6 +27,17 @@ constexpr uint32_t kPeerFlags = wire::kCdcPeerDoneWriting |
                                 wire::kCdcPeerConnAbort;
 std::atomic<uint32_t> g_next_group_id{1};
 
+// Drives the group from the calling thread (its lock held) until done() or
+// the deadline: a close or an exit that waits for delivery.
+template <typename Done>
+void ProgressUntil(RemoteGroup* g, uint64_t deadline_ns, Done done) {
+  while (g->phase == RemoteGroup::Phase::kUp && sys::NowNs() < deadline_ns &&
+         !done()) {
+    g->RetryDirty();
+    if (g->lg->Poll() == 0) sched_yield();
+  }
+}
+
 uint32_t StreamPos(Cursor c, uint32_t ring) {
   return static_cast<uint32_t>(uint64_t{c.wrap()} * ring + c.count());
 }
@@ -405,27 +416,22 @@ void RemoteGroup::Closed(RemoteConn* rc) {
   }
   uint32_t token = rc->token;
   Flush(rc);
-  uint64_t deadline = sys::NowNs() + kCloseLingerNs;
-  while (phase == Phase::kUp && sys::NowNs() < deadline) {
-    auto it = conns.find(token);
-    if (it == conns.end() || it->second->fence_done || it->second->dead) break;
-    if (lg->Poll() == 0) sched_yield();
-    RetryDirty();
-  }
+  ProgressUntil(this, sys::NowNs() + kCloseLingerNs, [&] {
+    auto it = conns.find(token);  // Finish may have deleted it
+    return it == conns.end() || it->second->fence_done || it->second->dead;
+  });
 }
 
 void RemoteGroup::Drain(uint64_t deadline_ns) {
-  while (phase == Phase::kUp && sys::NowNs() < deadline_ns) {
+  ProgressUntil(this, deadline_ns, [&] {
     bool pending = std::any_of(conns.begin(), conns.end(), [](auto& e) {
-      return e.second->bound && !e.second->dead &&
-             (e.second->dirty ||
-              e.second->written !=
-                  e.second->tx->p.prod.load(std::memory_order_acquire));
+      const RemoteConn* rc = e.second;
+      return rc->bound && !rc->dead &&
+             (rc->dirty ||
+              rc->written != rc->tx->p.prod.load(std::memory_order_acquire));
     });
-    if (!pending && lg->Quiet()) return;
-    RetryDirty();
-    if (lg->Poll() == 0) sched_yield();
-  }
+    return !pending && lg->Quiet();
+  });
 }
 
 // The connection is over on both paths: the TCP connection may end and the

@@ -7,6 +7,9 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "bpf/capability.h"
 #include "engine/remote.h"
 #include "link/shm/registry.h"
@@ -75,6 +78,13 @@ enum class Remote { kNo, kByRule, kBySignal };
 // usmc, or whose SYN carried the BPF signal: a CLC message comes first. When
 // the signal says so, the client may be waiting for our hello.
 Remote ExpectsRemoteProposal(int fd) {
+  // Most servers have neither: no system call for them on this path.
+  const std::vector<util::Rule>& rules = Rules().rules();
+  if (!bpf::SignalInstalled() &&
+      std::none_of(rules.begin(), rules.end(),
+                   [](const util::Rule& r) { return r.remote; })) {
+    return Remote::kNo;
+  }
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
   if (sys::GetSockName(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||

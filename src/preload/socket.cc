@@ -192,13 +192,8 @@ Socket::Signal Socket::CheckSignal() {
   }
   if (!decline_remote) return Signal::kHandshake;
   reason = wire::kDeclRule;
-  wire::Decline d;
-  d.peer_id = engine::HostPeerId();
-  d.diagnosis = wire::kDeclPeerNoSmc;
-  uint8_t buf[wire::kClcMaxSize];
-  size_t n = wire::Encode(d, buf);
   LogMode(fd(), false, role_, reason);
-  if (n == 0 || !engine::SendClc(fd(), buf, n)) {
+  if (!engine::SendDecline(fd(), wire::kDeclPeerNoSmc)) {
     was_reset = true;
     ResetTcp(fd());
     return Signal::kPlain;
